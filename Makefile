@@ -1,0 +1,51 @@
+# order-service — every command a developer or CI needs. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+UV := $(shell command -v uv 2>/dev/null)
+
+.DEFAULT_GOAL := help
+.PHONY: help install dev test test-fast lint format typecheck bench migrate clean system-deps
+
+help: ## list the commands
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(BIN)/order-service: pyproject.toml uv.lock
+	@if [ -z "$(UV)" ]; then $(PYTHON) -m pip install --quiet --disable-pip-version-check uv; fi
+	uv sync --frozen --python $(PYTHON) --extra aws
+	@touch $@
+
+install: $(BIN)/order-service ## create .venv/ from the lock file (uv), CLI at .venv/bin/order-service
+
+system-deps: ## Debian tools the tests use (promtool, wrk, docker-compose), installed when missing
+	@bash scripts/system-deps.sh
+
+dev: install ## run the whole stack embedded (PostgreSQL + Kafka broker + api + relay + worker)
+	$(BIN)/order-service dev
+
+test: install system-deps lint typecheck ## install everything, then run every test
+	$(BIN)/pytest -q -p no:cacheprovider
+
+test-fast: install ## unit tests only
+	$(BIN)/pytest -q tests/unit
+
+lint: install ## ruff + black --check
+	$(BIN)/ruff check src tests bench order
+	$(BIN)/black --check --quiet src tests bench order
+
+format: install ## black + ruff --fix
+	$(BIN)/ruff check --fix src tests bench order
+	$(BIN)/black --quiet src tests bench order
+
+typecheck: install ## mypy --strict on src/
+	$(BIN)/mypy src
+
+migrate: install ## alembic upgrade head against POSTGRES_DSN
+	$(BIN)/order-service migrate
+
+bench: install system-deps ## measure: framework ceiling vs seed design vs our stack (prints + bench/results.md)
+	$(BIN)/python -m bench
+
+clean: ## remove the venv and the dev data
+	rm -rf $(VENV) .dev .mypy_cache .ruff_cache

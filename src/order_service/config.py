@@ -1,0 +1,91 @@
+"""One typed settings object, read from the environment and `.env` (the seed's names kept)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "AWS_MSK_IAM"]
+
+
+class Settings(BaseSettings):
+    """Every process reads this once, through `get_settings()`; nothing else reads the env."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    environment: Literal["dev", "test", "prod"] = "dev"
+    service_name: str = "order-service"
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    postgres_dsn: str = "postgresql+asyncpg://postgres:postgres@localhost:5432/orderdb"
+    db_pool_min_size: int = Field(default=2, ge=0)
+    db_pool_max_size: int = Field(default=10, ge=1)
+    db_connect_timeout_s: float = Field(default=3.0, gt=0)
+    db_statement_timeout_ms: int = Field(default=5000, gt=0)
+
+    kafka_bootstrap_servers: str = "localhost:9092"
+    kafka_order_topic: str = "orders.created"
+    kafka_dlq_topic: str = ""
+    kafka_topic_partitions: int = Field(default=3, ge=1)
+    kafka_security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: KafkaSaslMechanism | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    kafka_enable_idempotence: bool = True
+    kafka_consumer_group: str = "order-processor"
+    aws_region: str | None = None
+
+    request_timeout_s: float = Field(default=5.0, gt=0)
+    max_body_bytes: int = Field(default=64 * 1024, gt=0)
+    idempotency_ttl_hours: int = Field(default=24, ge=24)
+    write_batch_max: int = Field(default=256, ge=1)
+
+    relay_batch_size: int = Field(default=500, ge=1)
+    relay_poll_interval_s: float = Field(default=1.0, gt=0)
+    relay_lanes: int = Field(default=16, ge=1)
+    outbox_retention_hours: int = Field(default=24, ge=1)
+
+    worker_max_attempts: int = Field(default=3, ge=1)
+    worker_batch_size: int = Field(default=500, ge=1)
+    retry_initial_backoff_s: float = Field(default=0.1, gt=0)
+    retry_max_backoff_s: float = Field(default=5.0, gt=0)
+
+    shutdown_timeout_s: float = Field(default=10.0, gt=0)
+    startup_timeout_s: float = Field(default=30.0, gt=0)
+
+    auth_enabled: bool = False
+    auth_issuer: str | None = None
+    auth_audience: str | None = None
+    auth_jwks_url: str | None = None
+
+    @property
+    def dlq_topic(self) -> str:
+        return self.kafka_dlq_topic or f"{self.kafka_order_topic}.dlq"
+
+    @property
+    def asyncpg_dsn(self) -> str:
+        """asyncpg speaks plain `postgresql://`; the seed's DSN carries SQLAlchemy's driver tag."""
+        scheme, sep, rest = self.postgres_dsn.partition("://")
+        return f"postgresql{sep}{rest}" if scheme.startswith("postgres") else self.postgres_dsn
+
+    @model_validator(mode="after")
+    def _refuse_unsafe(self) -> Settings:
+        if self.auth_enabled and not (self.auth_issuer and self.auth_audience and self.auth_jwks_url):
+            raise ValueError(
+                "AUTH_ENABLED needs AUTH_ISSUER, AUTH_AUDIENCE and AUTH_JWKS_URL to be set"
+            )
+        if self.environment == "prod" and not self.auth_enabled:
+            raise ValueError("AUTH_ENABLED must be true when ENVIRONMENT=prod")
+        if self.db_pool_min_size > self.db_pool_max_size:
+            raise ValueError("DB_POOL_MIN_SIZE must not exceed DB_POOL_MAX_SIZE")
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Real PostgreSQL and a real Kafka-protocol broker as child processes, for `make dev` and tests."""

@@ -1,0 +1,1 @@
+"""The order domain: imports nothing from FastAPI, SQLAlchemy, asyncpg or aiokafka."""

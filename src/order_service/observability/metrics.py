@@ -1,0 +1,89 @@
+"""Every Prometheus metric of the service, defined once (names are a public contract:
+dashboards, alert rules and the README's catalogue refer to them)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# --- api: the seed's three HTTP metrics, labelled by route template (never the raw path) ---
+HTTP_REQUESTS = Counter(
+    "http_requests_total", "Count of HTTP requests", ["method", "route", "status"]
+)
+HTTP_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "Histogram of response durations",
+    ["method", "route"],
+    buckets=LATENCY_BUCKETS,
+)
+HTTP_IN_PROGRESS = Gauge(
+    "http_requests_in_progress", "Number of in-progress requests", ["method", "route"]
+)
+
+# --- api: business ---
+ORDERS_CREATED = Counter("orders_created_total", "Orders accepted and committed", ["endpoint"])
+IDEMPOTENT_REPLAYS = Counter(
+    "orders_idempotent_replays_total", "Responses replayed for a repeated Idempotency-Key"
+)
+IDEMPOTENCY_CONFLICTS = Counter(
+    "orders_idempotency_conflicts_total",
+    "Idempotency-Key refused: reused with another body (422) or still in flight (409)",
+    ["reason"],
+)
+VALIDATION_FAILURES = Counter(
+    "orders_validation_failures_total", "Requests refused by validation", ["field"]
+)
+WRITE_BATCH_SIZE = Histogram(
+    "orders_write_batch_size",
+    "Orders committed per group-commit transaction",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
+DB_UNAVAILABLE = Counter(
+    "db_unavailable_total", "Operations that failed because PostgreSQL was unreachable", ["op"]
+)
+DB_POOL_SIZE = Gauge("db_pool_connections", "Connections open in the asyncpg pool")
+DB_POOL_IN_USE = Gauge("db_pool_connections_in_use", "Connections checked out of the pool")
+
+# --- relay ---
+OUTBOX_BACKLOG = Gauge("outbox_backlog", "Outbox rows not yet published")
+OUTBOX_OLDEST_AGE = Gauge(
+    "outbox_oldest_unpublished_age_seconds", "Age of the oldest unpublished outbox row"
+)
+OUTBOX_PUBLISHED = Counter("outbox_published_total", "Events acknowledged by the broker")
+OUTBOX_PUBLISH_FAILURES = Counter(
+    "outbox_publish_failures_total", "Publish attempts that failed (the rows are retried)"
+)
+OUTBOX_PUBLISH_LATENCY = Histogram(
+    "outbox_publish_latency_seconds",
+    "From the order's commit to the broker's acknowledgement",
+    buckets=LATENCY_BUCKETS,
+)
+OUTBOX_BATCH_SIZE = Histogram(
+    "outbox_publish_batch_size",
+    "Rows published per relay batch",
+    buckets=(1, 10, 50, 100, 250, 500, 1000),
+)
+
+# --- worker ---
+EVENTS_PROCESSED = Counter("worker_events_processed_total", "Events applied (effect committed)")
+EVENTS_DUPLICATE = Counter(
+    "worker_events_duplicate_total", "Redelivered events skipped by the inbox"
+)
+EVENTS_FAILED = Counter("worker_events_failed_total", "Processing attempts that failed", ["reason"])
+EVENTS_DEAD_LETTERED = Counter(
+    "worker_events_dead_lettered_total", "Events sent to the DLQ", ["reason"]
+)
+CONSUMER_LAG_MESSAGES = Gauge(
+    "worker_consumer_lag_messages", "Messages behind the partition's end", ["topic", "partition"]
+)
+CONSUMER_LAG_SECONDS = Gauge(
+    "worker_consumer_lag_seconds",
+    "Age of the last event processed on the partition (event time to now)",
+    ["topic", "partition"],
+)
+END_TO_END_LATENCY = Histogram(
+    "order_end_to_end_latency_seconds",
+    "From the order's creation to its confirmation by the worker",
+    buckets=LATENCY_BUCKETS,
+)

@@ -1,0 +1,1 @@
+"""PostgreSQL: schema (SQLModel tables + Alembic), the pool, and the statements on the hot paths."""
