@@ -1,0 +1,61 @@
+"""OpenTelemetry set-up from the standard OTEL_* variables; nothing is exported without an endpoint."""
+
+from __future__ import annotations
+
+import os
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+
+from order_service.config import Settings
+
+TRACER_NAME = "order_service"
+_provider: TracerProvider | None = None
+
+
+def _exporter() -> SpanExporter | None:
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
+    if not endpoint or os.environ.get("OTEL_TRACES_EXPORTER", "otlp") == "none":
+        return None
+    protocol = os.environ.get(
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "")
+    )
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+        OTLPSpanExporter as HttpExporter,
+    )
+
+    return HttpExporter()
+
+
+def configure_tracing(settings: Settings, process: str) -> TracerProvider:
+    """Install the global tracer provider once per process (idempotent)."""
+    global _provider
+    if _provider is not None:
+        return _provider
+    resource = Resource.create(
+        {SERVICE_NAME: settings.service_name, "service.instance.role": process}
+    )
+    provider = TracerProvider(resource=resource)
+    exporter = _exporter()
+    if exporter is not None:
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    _provider = provider
+    return provider
+
+
+def shutdown_tracing() -> None:
+    if _provider is not None:
+        _provider.shutdown()
+
+
+def tracer() -> trace.Tracer:
+    return trace.get_tracer(TRACER_NAME)
