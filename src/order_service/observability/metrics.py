@@ -17,9 +17,8 @@ HTTP_DURATION = Histogram(
     ["method", "route"],
     buckets=LATENCY_BUCKETS,
 )
-HTTP_IN_PROGRESS = Gauge(
-    "http_requests_in_progress", "Number of in-progress requests", ["method", "route"]
-)
+# The route is known only once routing has run, so in-progress requests are counted by method.
+HTTP_IN_PROGRESS = Gauge("http_requests_in_progress", "Number of in-progress requests", ["method"])
 
 # --- api: business ---
 ORDERS_CREATED = Counter("orders_created_total", "Orders accepted and committed", ["endpoint"])

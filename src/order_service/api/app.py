@@ -1,0 +1,54 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+from order_service.api.body_limit import BodyLimitMiddleware
+from order_service.api.problems import install_problem_handlers
+from order_service.api.routes import health, orders
+from order_service.bootstrap import build_api, close_api
+from order_service.config import Settings
+from order_service.observability.http_metrics import HttpMetricsMiddleware
+
+DESCRIPTION = """
+Event-driven order service. Writes go to PostgreSQL together with an outbox row in one
+transaction; a relay publishes them to Kafka (`orders.created`, CloudEvents binary mode) and a
+worker confirms each order. Send `Idempotency-Key` on POSTs to retry safely.
+"""
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.container = await build_api(settings)
+        try:
+            yield
+        finally:
+            await close_api(app.state.container)
+
+    app = FastAPI(
+        title="order-service",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.include_router(orders.router)
+    app.include_router(health.router)
+    install_problem_handlers(app)
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+    # Outermost first: the body limit refuses before anything parses; metrics see everything.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(HttpMetricsMiddleware)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """uvicorn factory (`--factory`): settings are read when the server starts, not at import."""
+    from order_service.config import get_settings
+
+    return create_app(get_settings())

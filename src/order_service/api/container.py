@@ -1,0 +1,21 @@
+"""What the API's request handlers need, built once at start-up by `bootstrap`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from order_service.api.auth import Authenticator
+from order_service.api.readiness import Readiness
+from order_service.config import Settings
+from order_service.service.place_order import OrderPlacement
+
+
+@dataclass
+class ApiContainer:
+    settings: Settings
+    pool: asyncpg.Pool
+    placement: OrderPlacement
+    authenticator: Authenticator
+    readiness: Readiness

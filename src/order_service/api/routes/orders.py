@@ -1,0 +1,167 @@
+"""Order endpoints: thin — parse, call the use case, shape the reply."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated
+from uuid import UUID
+
+import orjson
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.responses import Response
+
+from order_service.api.deps import ContainerDep, IdempotencyKeyHeader, ReaderDep, WriterDep
+from order_service.api.schemas import OrderIn, OrderOut, OrderPage, Problem, SeedOrderOut
+from order_service.domain.order import Order, OrderStatus
+from order_service.observability.metrics import IDEMPOTENT_REPLAYS, ORDERS_CREATED
+from order_service.persistence.order_queries import get_order, list_orders
+from order_service.service.place_order import IdempotencyContext, PlacementResult, Renderer
+
+router = APIRouter(tags=["orders"])
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": Problem, "content": {"application/problem+json": {}}}
+    for code in (401, 403, 409, 413, 422, 503)
+}
+
+
+def order_json(order: Order) -> dict[str, object]:
+    return {
+        "id": str(order.id),
+        "item": order.item,
+        "quantity": order.quantity,
+        "status": order.status.value,
+        "created_at": order.created_at.isoformat(),
+        "updated_at": order.updated_at.isoformat(),
+    }
+
+
+def _render_created(order: Order) -> tuple[int, bytes]:
+    return 201, orjson.dumps(order_json(order))
+
+
+def _render_seed(order: Order) -> tuple[int, bytes]:
+    return 200, orjson.dumps(
+        {
+            "message": "Order placed successfully",
+            "order_id": str(order.id),
+            "item": order.item,
+            "quantity": order.quantity,
+            "status": order.status.value,
+        }
+    )
+
+
+async def _place(
+    container: ContainerDep,
+    request: Request,
+    body: OrderIn,
+    principal_subject: str,
+    key: str | None,
+    render: Renderer,
+    endpoint: str,
+) -> PlacementResult:
+    idempotency = (
+        IdempotencyContext(principal_subject, key, request.method, request.url.path)
+        if key
+        else None
+    )
+    result = await container.placement.place(body.item, body.quantity, render, idempotency)
+    if result.replayed:
+        IDEMPOTENT_REPLAYS.inc()
+    else:
+        ORDERS_CREATED.labels(endpoint=endpoint).inc()
+    return result
+
+
+def _reply(result: PlacementResult, *, location: bool) -> Response:
+    headers = {"Location": f"/orders/{result.order_id}"} if location else {}
+    if result.replayed:
+        headers["Idempotency-Replayed"] = "true"
+    return Response(result.body, result.status_code, headers, media_type="application/json")
+
+
+@router.post(
+    "/orders",
+    status_code=201,
+    response_model=OrderOut,
+    responses=_ERRORS,
+    summary="Place an order",
+)
+async def create_order(
+    body: OrderIn,
+    request: Request,
+    container: ContainerDep,
+    principal: WriterDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    result = await _place(
+        container, request, body, principal.subject, idempotency_key, _render_created, "orders"
+    )
+    return _reply(result, location=True)
+
+
+@router.post(
+    "/order",
+    status_code=200,
+    response_model=SeedOrderOut,
+    responses=_ERRORS,
+    summary="Place an order (the seed's original contract)",
+)
+async def create_order_seed(
+    body: OrderIn,
+    request: Request,
+    container: ContainerDep,
+    principal: WriterDep,
+    idempotency_key: IdempotencyKeyHeader = None,
+) -> Response:
+    result = await _place(
+        container, request, body, principal.subject, idempotency_key, _render_seed, "order"
+    )
+    return _reply(result, location=False)
+
+
+@router.get("/orders/{order_id}", response_model=OrderOut, responses=_ERRORS)
+async def read_order(order_id: UUID, container: ContainerDep, _: ReaderDep) -> Response:
+    order = await get_order(container.pool, order_id)
+    if order is None:
+        raise HTTPException(404, f"order {order_id} does not exist")
+    return Response(orjson.dumps(order_json(order)), media_type="application/json")
+
+
+def _decode_cursor(cursor: str) -> UUID:
+    try:
+        return UUID(bytes=base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error):
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", "cursor"),
+                    "msg": "not a cursor returned by this API",
+                    "type": "value_error",
+                }
+            ]
+        ) from None
+
+
+def _encode_cursor(after: UUID) -> str:
+    return base64.urlsafe_b64encode(after.bytes).rstrip(b"=").decode()
+
+
+@router.get("/orders", response_model=OrderPage, responses=_ERRORS)
+async def browse_orders(
+    container: ContainerDep,
+    _: ReaderDep,
+    status: OrderStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    after = _decode_cursor(cursor) if cursor else None
+    orders, next_after = await list_orders(container.pool, status=status, after=after, limit=limit)
+    page = {
+        "items": [order_json(o) for o in orders],
+        "next_cursor": _encode_cursor(next_after) if next_after else None,
+    }
+    return Response(orjson.dumps(page), media_type="application/json")

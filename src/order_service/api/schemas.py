@@ -1,0 +1,71 @@
+"""Wire shapes of the HTTP API (what clients send and get), separate from tables and domain."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+
+from order_service.domain.order import ITEM_MAX_LENGTH, QUANTITY_MAX, QUANTITY_MIN, OrderStatus
+
+
+class OrderIn(BaseModel):
+    """The seed's body: `{"item": "book", "quantity": 2}`."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"item": "book", "quantity": 2}]}
+    )
+
+    item: Annotated[str, Field(min_length=1, max_length=ITEM_MAX_LENGTH)]
+    quantity: Annotated[StrictInt, Field(ge=QUANTITY_MIN, le=QUANTITY_MAX)]
+
+    @field_validator("item")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+
+class OrderOut(BaseModel):
+    id: UUID
+    item: str
+    quantity: int
+    status: OrderStatus
+    created_at: datetime
+    updated_at: datetime
+
+
+class SeedOrderOut(BaseModel):
+    """`POST /order`'s reply, kept as the seed had it, plus the order's fields."""
+
+    message: str = "Order placed successfully"
+    order_id: UUID
+    item: str
+    quantity: int
+    status: OrderStatus
+
+
+class OrderPage(BaseModel):
+    items: list[OrderOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page."
+    )
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[FieldError] | None = None

@@ -1,0 +1,187 @@
+"""`order-service`: one CLI for every process. Thin: parse flags, build settings, run."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from order_service.config import Settings, get_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+dlq_app = typer.Typer(no_args_is_help=True, help="Dead-letter queue tools.")
+app.add_typer(dlq_app, name="dlq")
+
+Host = Annotated[str, typer.Option(help="Interface for the HTTP listener.")]
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"order-service: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "_".join(str(p) for p in first.get("loc", ())).upper() or "configuration"
+        _fail(f"invalid configuration: {name}: {first.get('msg')}")
+        raise  # unreachable: _fail exits
+
+
+def _init_observability(settings: Settings, process: str) -> None:
+    from order_service.observability.logging import configure_logging
+    from order_service.observability.tracing import configure_tracing
+
+    configure_logging(settings, process)
+    configure_tracing(settings, process)
+
+
+def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run `main(stop)`; SIGTERM/SIGINT set `stop` and the process drains (G8)."""
+    from order_service.bootstrap import StartupError
+    from order_service.observability.tracing import shutdown_tracing
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    try:
+        _install_uvloop()
+        asyncio.run(runner())
+    except StartupError as exc:
+        _fail(str(exc))
+    finally:
+        shutdown_tracing()
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvicorn[standard] ships it on Linux
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+@app.command()
+def api(
+    host: Host = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="uvicorn worker processes.")] = 1,
+) -> None:
+    """Serve the REST API, /metrics and health (FastAPI under uvicorn)."""
+    import uvicorn
+
+    settings = _settings()
+    _init_observability(settings, "api")
+    uvicorn.run(
+        "order_service.api.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
+        lifespan="on",
+    )
+
+
+@app.command()
+def relay(host: Host = "127.0.0.1", port: int = 8001) -> None:
+    """Publish outbox rows to Kafka (serves /metrics, /healthz, /readyz)."""
+    from order_service.messaging.relay import run_relay
+
+    settings = _settings()
+    _init_observability(settings, "relay")
+    _run_until_signal(
+        lambda stop: run_relay(settings, stop=stop, http_host=host, http_port=port)
+    )
+
+
+@app.command()
+def worker(host: Host = "127.0.0.1", port: int = 8002) -> None:
+    """Consume orders.created and confirm orders (serves /metrics, /healthz, /readyz)."""
+    from order_service.messaging.worker import run_worker
+
+    settings = _settings()
+    _init_observability(settings, "worker")
+    _run_until_signal(
+        lambda stop: run_worker(settings, stop=stop, http_host=host, http_port=port)
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations (Alembic upgrade head)."""
+    from order_service.persistence.migrate import upgrade_to_head
+
+    settings = _settings()
+    try:
+        upgrade_to_head(settings.postgres_dsn)
+    except (OSError, ConnectionError) as exc:
+        _fail(f"PostgreSQL unreachable: {exc}; check POSTGRES_DSN")
+    typer.echo("migrations applied (head)")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    limit: Annotated[int | None, typer.Option(help="Replay at most this many.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Only count what would be replayed.")] = False,
+) -> None:
+    """Re-publish dead-lettered events to their original topic."""
+    from order_service.messaging.dlq import replay_dlq
+
+    settings = _settings()
+    _init_observability(settings, "dlq-replay")
+    count = asyncio.run(replay_dlq(settings, limit=limit, dry_run=dry_run))
+    verb = "would replay" if dry_run else "replayed"
+    typer.echo(f"{verb} {count} event(s) from {settings.dlq_topic}")
+
+
+@app.command()
+def dev(
+    postgres_port: Annotated[int, typer.Option(envvar="DEV_POSTGRES_PORT")] = 5432,
+    kafka_port: Annotated[int, typer.Option(envvar="DEV_KAFKA_PORT")] = 9092,
+    api_port: int = 8000,
+    relay_port: int = 8001,
+    worker_port: int = 8002,
+    data_dir: Annotated[str, typer.Option(help="Where PostgreSQL keeps its data.")] = ".dev",
+) -> None:
+    """Run everything locally without Docker: PostgreSQL, a Kafka broker, api, relay, worker."""
+    from order_service.devstack.supervisor import DevStack, DevStackError
+
+    stack = DevStack(
+        data_dir=data_dir,
+        postgres_port=postgres_port,
+        kafka_port=kafka_port,
+        api_port=api_port,
+        relay_port=relay_port,
+        worker_port=worker_port,
+    )
+    try:
+        sys.exit(stack.run())
+    except DevStackError as exc:
+        _fail(str(exc))
+
+
+def _register_optional_commands() -> None:
+    try:
+        from order_service.loadtest.command import loadtest
+    except ImportError:  # the load tester lands separately
+        return
+    app.command("loadtest")(loadtest)
+
+
+_register_optional_commands()

@@ -1,0 +1,168 @@
+"""`order-service dev`: PostgreSQL + Kafka broker + migrations + api, relay and worker.
+
+Every child is ours: Ctrl-C (or any child dying) stops them all and frees every port.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from order_service.devstack.broker import TansuBroker
+from order_service.devstack.ports import PortInUse, ensure_free
+from order_service.devstack.postgres import EmbeddedPostgres
+
+_console = Console(stderr=True)
+
+
+class DevStackError(RuntimeError):
+    pass
+
+
+def _wait_http_ok(url: str, timeout_s: float, process: subprocess.Popen[bytes]) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+@dataclass
+class DevStack:
+    data_dir: str = ".dev"
+    postgres_port: int = 5432
+    kafka_port: int = 9092
+    api_port: int = 8000
+    relay_port: int = 8001
+    worker_port: int = 8002
+    host: str = "127.0.0.1"
+    _children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _stopping: bool = False
+
+    def _check_ports(self) -> None:
+        for what, port in (
+            ("PostgreSQL", self.postgres_port),
+            ("the Kafka broker", self.kafka_port),
+            ("the api", self.api_port),
+            ("the relay", self.relay_port),
+            ("the worker", self.worker_port),
+        ):
+            try:
+                ensure_free(self.host, port, what)
+            except PortInUse as exc:
+                raise DevStackError(str(exc)) from None
+
+    def _env(self, postgres: EmbeddedPostgres, broker: TansuBroker) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            POSTGRES_DSN=postgres.dsn(),
+            KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers,
+            # Tansu's memory engine refuses InitProducerId (DESIGN.md §7).
+            KAFKA_ENABLE_IDEMPOTENCE="false",
+            LOG_FORMAT=env.get("LOG_FORMAT", "console"),
+            ENVIRONMENT=env.get("ENVIRONMENT", "dev"),
+        )
+        return env
+
+    def _spawn(self, name: str, port: int, env: dict[str, str]) -> None:
+        cli = [sys.executable, "-m", "order_service", name, "--host", self.host, "--port", str(port)]
+        self._children[name] = subprocess.Popen(cli, env=env)
+
+    def run(self) -> int:
+        self._check_ports()
+        base = Path(self.data_dir).resolve()
+        postgres = EmbeddedPostgres(base / "postgres", port=self.postgres_port, host=self.host)
+        broker = TansuBroker(port=self.kafka_port, host=self.host, log_path=base / "tansu.log")
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            _console.print(f"[bold]starting PostgreSQL[/] on {self.host}:{self.postgres_port} "
+                           f"(data in {base / 'postgres'})")
+            postgres.start()
+            _console.print(f"[bold]starting Kafka broker (Tansu)[/] on {broker.bootstrap_servers}")
+            broker.start()
+            env = self._env(postgres, broker)
+            _console.print("[bold]applying migrations[/]")
+            migrate = subprocess.run([sys.executable, "-m", "order_service", "migrate"], env=env)
+            if migrate.returncode != 0:
+                raise DevStackError("migrations failed (see above)")
+            for name, port in (("api", self.api_port), ("relay", self.relay_port),
+                               ("worker", self.worker_port)):
+                self._spawn(name, port, env)
+            for name, port in (("api", self.api_port), ("relay", self.relay_port),
+                               ("worker", self.worker_port)):
+                url = f"http://{self.host}:{port}/readyz"
+                if not _wait_http_ok(url, 60, self._children[name]):
+                    raise DevStackError(f"{name} did not become ready at {url}")
+            self._print_banner(postgres, broker)
+            return self._watch()
+        finally:
+            self._stop_children()
+            broker.stop()
+            postgres.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            _console.print("[bold]stopped[/]: every process ended, every port freed")
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self._stopping = True
+
+    def _watch(self) -> int:
+        while not self._stopping:
+            for name, child in self._children.items():
+                if child.poll() is not None:
+                    _console.print(f"[red]{name} exited with {child.returncode}; stopping[/]")
+                    return 1
+            time.sleep(0.3)
+        return 0
+
+    def _stop_children(self) -> None:
+        for child in self._children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for child in self._children.values():
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+
+    def _print_banner(self, postgres: EmbeddedPostgres, broker: TansuBroker) -> None:
+        h = self.host
+        _console.print(
+            f"""
+[bold green]order-service is up[/]
+  API          http://{h}:{self.api_port}   (docs: http://{h}:{self.api_port}/docs)
+  API metrics  http://{h}:{self.api_port}/metrics
+  relay        http://{h}:{self.relay_port}/metrics   /readyz
+  worker       http://{h}:{self.worker_port}/metrics   /readyz
+  PostgreSQL   {postgres.dsn()}
+  Kafka        {broker.bootstrap_servers}   topic orders.created
+
+Try it:
+  curl -X POST http://{h}:{self.api_port}/order \\
+    -H "Content-Type: application/json" \\
+    -d '{{"item": "book", "quantity": 2}}'
+
+Traces: run an OpenTelemetry Collector (deploy/otel/otel-collector-config.yaml) and start
+with OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 to export spans.
+Ctrl-C stops everything.
+"""
+        )

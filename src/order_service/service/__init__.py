@@ -1,0 +1,1 @@
+"""Use cases: what the API asks for, orchestrated over the domain and the persistence layer."""
