@@ -81,8 +81,20 @@ def api(
     """Serve the REST API, /metrics and health (FastAPI under uvicorn)."""
     import uvicorn
 
+    from order_service.bootstrap import StartupError, connect_pool
+
     settings = _settings()
     _init_observability(settings, "api")
+
+    async def preflight() -> None:
+        # Fail with one clear line before uvicorn starts, rather than a lifespan traceback.
+        pool = await connect_pool(settings)
+        await pool.close()
+
+    try:
+        asyncio.run(preflight())
+    except StartupError as exc:
+        _fail(str(exc))
     uvicorn.run(
         "order_service.api.app:app_from_environment",
         factory=True,

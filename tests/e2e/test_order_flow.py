@@ -1,0 +1,88 @@
+"""From the seed's `POST /order` to CONFIRMED through the real api, relay and worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import uuid
+
+import httpx
+import orjson
+
+from order_service.config import Settings
+from tests.e2e.processes import Stack
+from tests.kafka_reader import read_all
+
+
+async def _wait_confirmed(client: httpx.AsyncClient, order_id: str, timeout_s: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        order = (await client.get(f"/orders/{order_id}")).json()
+        if order["status"] == "CONFIRMED":
+            return time.monotonic() - started
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"order {order_id} not CONFIRMED within {timeout_s}s: {order}")
+
+
+async def test_the_seeds_curl_order_is_confirmed_and_its_event_is_on_the_topic(
+    stack: Stack, settings: Settings
+) -> None:
+    api = stack.start("api")
+    stack.start("relay")
+    stack.start("worker")
+
+    async with httpx.AsyncClient(base_url=api.url, timeout=10) as client:
+        placed = await client.post("/order", json={"item": "book", "quantity": 2})
+        assert placed.status_code == 200, placed.text
+        order_id = placed.json()["order_id"]
+        await _wait_confirmed(client, order_id, timeout_s=20)
+
+    records = await asyncio.to_thread(read_all, settings.kafka_bootstrap_servers, settings.kafka_order_topic)
+    assert [r.key for r in records] == [order_id]
+    event = records[0]
+    assert event.headers["ce_type"] == "order.created"
+    assert event.headers["ce_subject"] == order_id
+    uuid.UUID(event.headers["ce_id"])
+    assert event.headers["traceparent"].startswith("00-")
+    assert orjson.loads(event.value)["item"] == "book"
+
+
+async def test_a_warm_stack_confirms_orders_well_within_a_second(stack: Stack) -> None:
+    api = stack.start("api")
+    stack.start("relay")
+    stack.start("worker")
+    async with httpx.AsyncClient(base_url=api.url, timeout=10) as client:
+        first = (await client.post("/orders", json={"item": "warm-up", "quantity": 1})).json()
+        await _wait_confirmed(client, first["id"], timeout_s=20)
+
+        took = []
+        for n in range(5):
+            order = (await client.post("/orders", json={"item": f"i{n}", "quantity": 1})).json()
+            took.append(await _wait_confirmed(client, order["id"], timeout_s=5))
+
+    assert max(took) < 1.0, took
+
+
+async def test_every_process_exits_cleanly_on_sigterm(stack: Stack) -> None:
+    services = [stack.start(name) for name in ("api", "relay", "worker")]
+
+    codes = [s.stop(signal.SIGTERM, timeout_s=15) for s in services]
+
+    assert codes == [0, 0, 0], [s.output()[-2000:] for s in services]
+
+
+async def test_a_process_whose_database_is_unreachable_exits_with_one_clear_line(
+    stack: Stack,
+) -> None:
+    for name in ("api", "relay", "worker"):
+        service = stack.start(
+            name,
+            wait=False,
+            POSTGRES_DSN="postgresql+asyncpg://postgres:postgres@127.0.0.1:1/none",
+            STARTUP_TIMEOUT_S="1",
+        )
+        code = service.process.wait(30)
+        lines = [line for line in service.output().splitlines() if line.strip()]
+        assert code != 0
+        assert any("PostgreSQL" in line or "database" in line.lower() for line in lines[-3:]), lines
