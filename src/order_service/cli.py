@@ -117,9 +117,7 @@ def relay(host: Host = "127.0.0.1", port: int = 8001) -> None:
 
     settings = _settings()
     _init_observability(settings, "relay")
-    _run_until_signal(
-        lambda stop: run_relay(settings, stop=stop, http_host=host, http_port=port)
-    )
+    _run_until_signal(lambda stop: run_relay(settings, stop=stop, http_host=host, http_port=port))
 
 
 @app.command()
@@ -129,9 +127,7 @@ def worker(host: Host = "127.0.0.1", port: int = 8002) -> None:
 
     settings = _settings()
     _init_observability(settings, "worker")
-    _run_until_signal(
-        lambda stop: run_worker(settings, stop=stop, http_host=host, http_port=port)
-    )
+    _run_until_signal(lambda stop: run_worker(settings, stop=stop, http_host=host, http_port=port))
 
 
 @app.command()

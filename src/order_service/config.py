@@ -9,7 +9,9 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
-KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "AWS_MSK_IAM"]
+KafkaSaslMechanism = Literal[
+    "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "AWS_MSK_IAM"
+]
 
 
 class Settings(BaseSettings):
@@ -75,7 +77,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
-        if self.auth_enabled and not (self.auth_issuer and self.auth_audience and self.auth_jwks_url):
+        if self.auth_enabled and not (
+            self.auth_issuer and self.auth_audience and self.auth_jwks_url
+        ):
             raise ValueError(
                 "AUTH_ENABLED needs AUTH_ISSUER, AUTH_AUDIENCE and AUTH_JWKS_URL to be set"
             )

@@ -36,10 +36,14 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
-def wait_ok(url: str, timeout_s: float = 30.0) -> None:
+def wait_ok(
+    url: str, timeout_s: float = 30.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout_s
     last: object = None
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise TimeoutError(f"the process behind {url} exited with {process.returncode}")
         try:
             with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status == 200:
@@ -85,7 +89,16 @@ class Stack:
         port = free_port()
         log = self.workdir / f"{name}-{port}.log"
         process = subprocess.Popen(
-            [sys.executable, "-m", "order_service", name, "--host", "127.0.0.1", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "order_service",
+                name,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
             env=settings_env(self.settings, **env),
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
@@ -94,7 +107,7 @@ class Stack:
         self.services.append(service)
         if wait:
             try:
-                wait_ok(f"{service.url}/readyz")
+                wait_ok(f"{service.url}/readyz", process=process)
             except TimeoutError:
                 service.stop(signal.SIGKILL)
                 raise AssertionError(f"{name} did not start:\n{service.output()}") from None

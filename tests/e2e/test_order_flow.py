@@ -38,7 +38,9 @@ async def test_the_seeds_curl_order_is_confirmed_and_its_event_is_on_the_topic(
         order_id = placed.json()["order_id"]
         await _wait_confirmed(client, order_id, timeout_s=20)
 
-    records = await asyncio.to_thread(read_all, settings.kafka_bootstrap_servers, settings.kafka_order_topic)
+    records = await asyncio.to_thread(
+        read_all, settings.kafka_bootstrap_servers, settings.kafka_order_topic
+    )
     assert [r.key for r in records] == [order_id]
     event = records[0]
     assert event.headers["ce_type"] == "order.created"

@@ -39,11 +39,11 @@ async def auth_client(
         }
     )
     app = create_app(secured)
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://t"
-        ) as client:
-            yield client
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        yield client
 
 
 def _bearer(key: SigningKey, **overrides: object) -> dict[str, str]:

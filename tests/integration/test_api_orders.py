@@ -45,12 +45,16 @@ async def test_an_accepted_order_has_its_outbox_event_in_the_same_commit(
 ) -> None:
     order = (await client.post("/orders", json=SEED_BODY)).json()
 
-    event = await db.fetchrow("SELECT * FROM outbox WHERE aggregate_id = $1", uuid.UUID(order["id"]))
+    event = await db.fetchrow(
+        "SELECT * FROM outbox WHERE aggregate_id = $1", uuid.UUID(order["id"])
+    )
     assert event is not None
     assert event["published_at"] is None
     assert event["message_key"] == order["id"]
     assert event["lane"] == lane_of(order["id"])
-    headers = orjson.loads(event["headers"]) if isinstance(event["headers"], str) else event["headers"]
+    headers = (
+        orjson.loads(event["headers"]) if isinstance(event["headers"], str) else event["headers"]
+    )
     assert headers["ce_type"] == "order.created"
     assert headers["ce_specversion"] == "1.0"
     assert headers["ce_subject"] == order["id"]
@@ -75,13 +79,19 @@ async def test_get_order_returns_it_and_an_unknown_id_is_404_problem(
 async def test_listing_pages_newest_first_with_a_cursor_and_filters_by_status(
     client: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
-    ids = [(await client.post("/orders", json={"item": f"i{n}", "quantity": 1})).json()["id"]
-           for n in range(5)]
+    ids = [
+        (await client.post("/orders", json={"item": f"i{n}", "quantity": 1})).json()["id"]
+        for n in range(5)
+    ]
     await db.execute("UPDATE orders SET status = 'CONFIRMED' WHERE id = $1", uuid.UUID(ids[0]))
 
     first = (await client.get("/orders", params={"limit": 2})).json()
-    second = (await client.get("/orders", params={"limit": 2, "cursor": first["next_cursor"]})).json()
-    third = (await client.get("/orders", params={"limit": 2, "cursor": second["next_cursor"]})).json()
+    second = (
+        await client.get("/orders", params={"limit": 2, "cursor": first["next_cursor"]})
+    ).json()
+    third = (
+        await client.get("/orders", params={"limit": 2, "cursor": second["next_cursor"]})
+    ).json()
     confirmed = (await client.get("/orders", params={"status": "CONFIRMED"})).json()
 
     seen = [o["id"] for page in (first, second, third) for o in page["items"]]
@@ -107,8 +117,12 @@ async def test_invalid_bodies_are_422_problem_json_naming_the_field_and_store_no
     too_long = {"item": "x" * 201, "quantity": 1}
     too_many = {"item": "book", "quantity": 10_001}
     as_string = {"item": "book", "quantity": "2"}
-    for field, body in [*cases.items(), ("item", too_long), ("quantity", too_many),
-                        ("quantity", as_string)]:
+    for field, body in [
+        *cases.items(),
+        ("item", too_long),
+        ("quantity", too_many),
+        ("quantity", as_string),
+    ]:
         response = await client.post("/orders", json=body)
         assert response.status_code == 422, body
         assert response.headers["content-type"] == "application/problem+json"
@@ -132,7 +146,9 @@ async def test_unknown_fields_and_broken_json_are_422(client: httpx.AsyncClient)
 async def test_a_body_over_64_kib_is_413_problem_json(client: httpx.AsyncClient) -> None:
     big = b'{"item": "' + b"x" * (65 * 1024) + b'", "quantity": 1}'
 
-    response = await client.post("/orders", content=big, headers={"content-type": "application/json"})
+    response = await client.post(
+        "/orders", content=big, headers={"content-type": "application/json"}
+    )
 
     assert response.status_code == 413
     assert response.headers["content-type"] == "application/problem+json"
@@ -143,7 +159,9 @@ async def test_a_chunked_body_over_64_kib_is_413(client: httpx.AsyncClient) -> N
         for _ in range(70):
             yield b"x" * 1024
 
-    response = await client.post("/orders", content=chunks(), headers={"content-type": "application/json"})
+    response = await client.post(
+        "/orders", content=chunks(), headers={"content-type": "application/json"}
+    )
 
     assert response.status_code == 413
 
@@ -152,7 +170,10 @@ async def test_concurrent_orders_are_all_committed_once_through_group_commit(
     client: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
     responses = await asyncio.gather(
-        *(client.post("/orders", json={"item": f"item-{n}", "quantity": 1 + n % 7}) for n in range(200))
+        *(
+            client.post("/orders", json={"item": f"item-{n}", "quantity": 1 + n % 7})
+            for n in range(200)
+        )
     )
 
     assert {r.status_code for r in responses} == {201}
@@ -179,7 +200,10 @@ async def test_metrics_expose_the_seeds_http_metrics_by_route_template(
     text = (await client.get("/metrics")).text
 
     assert 'http_requests_total{method="POST",route="/orders",status="201"}' in text
-    assert 'http_request_duration_seconds_bucket{le="0.005",method="GET",route="/orders/{order_id}"}' in text
+    assert (
+        'http_request_duration_seconds_bucket{le="0.005",method="GET",route="/orders/{order_id}"}'
+        in text
+    )
     assert "http_requests_in_progress" in text
     assert created["id"] not in text
 

@@ -143,8 +143,8 @@ async def test_fifty_concurrent_duplicates_across_two_api_instances_make_one_ord
 
 
 async def test_keys_are_scoped_per_principal(settings, db: asyncpg.Connection) -> None:
-    from order_service.service.place_order import IdempotencyContext
     from order_service.bootstrap import build_api, close_api
+    from order_service.service.place_order import IdempotencyContext
 
     container = await build_api(settings)
     try:

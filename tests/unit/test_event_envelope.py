@@ -10,7 +10,12 @@ import orjson
 
 from order_service.domain.events import OrderCreated
 from order_service.domain.order import Order
-from order_service.messaging.envelope import OUTBOX_LANES, kafka_headers, lane_of, order_created_message
+from order_service.messaging.envelope import (
+    OUTBOX_LANES,
+    kafka_headers,
+    lane_of,
+    order_created_message,
+)
 
 SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "order.created.v1.json"
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"

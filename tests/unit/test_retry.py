@@ -53,7 +53,9 @@ async def test_retry_does_not_retry_what_is_not_retryable() -> None:
         raise ValueError("bug")
 
     with pytest.raises(ValueError, match="bug"):
-        await retry(bad, retry_on=lambda e: isinstance(e, ConnectionError), initial_s=0.001, max_s=0.01)
+        await retry(
+            bad, retry_on=lambda e: isinstance(e, ConnectionError), initial_s=0.001, max_s=0.01
+        )
     assert calls == 1
 
 

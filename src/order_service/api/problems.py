@@ -1,4 +1,4 @@
-"""Every error leaves as `application/problem+json` (RFC 9457), naming the field when there is one."""
+"""Every error leaves as `application/problem+json` (RFC 9457), naming the field if any."""
 
 from __future__ import annotations
 

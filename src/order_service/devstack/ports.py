@@ -8,7 +8,9 @@ import time
 
 class PortInUse(RuntimeError):
     def __init__(self, host: str, port: int, what: str) -> None:
-        super().__init__(f"port {host}:{port} for {what} is already in use; free it or pick another")
+        super().__init__(
+            f"port {host}:{port} for {what} is already in use; free it or pick another"
+        )
 
 
 def is_free(host: str, port: int) -> bool:

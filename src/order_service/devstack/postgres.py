@@ -139,7 +139,14 @@ class EmbeddedPostgres:
             "shared_buffers=128MB",
         ]
         if self.fast_unsafe:
-            args += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+            args += [
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ]
         log = self.log_path.open("ab")
         if os.geteuid() == 0:
             os.chown(self.log_path, pwd.getpwnam(SYSTEM_USER).pw_uid, -1)
@@ -168,8 +175,19 @@ class EmbeddedPostgres:
 
     def _psql(self, sql: str, database: str = "postgres") -> str:
         result = subprocess.run(
-            [self._bin("psql"), "-h", str(self.base_dir), "-p", str(self.port), "-U", SUPERUSER,
-             "-d", database, "-tAc", sql],
+            [
+                self._bin("psql"),
+                "-h",
+                str(self.base_dir),
+                "-p",
+                str(self.port),
+                "-U",
+                SUPERUSER,
+                "-d",
+                database,
+                "-tAc",
+                sql,
+            ],
             user=_run_as(),
             capture_output=True,
             text=True,

@@ -80,7 +80,16 @@ class DevStack:
         return env
 
     def _spawn(self, name: str, port: int, env: dict[str, str]) -> None:
-        cli = [sys.executable, "-m", "order_service", name, "--host", self.host, "--port", str(port)]
+        cli = [
+            sys.executable,
+            "-m",
+            "order_service",
+            name,
+            "--host",
+            self.host,
+            "--port",
+            str(port),
+        ]
         self._children[name] = subprocess.Popen(cli, env=env)
 
     def run(self) -> int:
@@ -92,8 +101,10 @@ class DevStack:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         try:
-            _console.print(f"[bold]starting PostgreSQL[/] on {self.host}:{self.postgres_port} "
-                           f"(data in {base / 'postgres'})")
+            _console.print(
+                f"[bold]starting PostgreSQL[/] on {self.host}:{self.postgres_port} "
+                f"(data in {base / 'postgres'})"
+            )
             postgres.start()
             _console.print(f"[bold]starting Kafka broker (Tansu)[/] on {broker.bootstrap_servers}")
             broker.start()
@@ -102,11 +113,17 @@ class DevStack:
             migrate = subprocess.run([sys.executable, "-m", "order_service", "migrate"], env=env)
             if migrate.returncode != 0:
                 raise DevStackError("migrations failed (see above)")
-            for name, port in (("api", self.api_port), ("relay", self.relay_port),
-                               ("worker", self.worker_port)):
+            for name, port in (
+                ("api", self.api_port),
+                ("relay", self.relay_port),
+                ("worker", self.worker_port),
+            ):
                 self._spawn(name, port, env)
-            for name, port in (("api", self.api_port), ("relay", self.relay_port),
-                               ("worker", self.worker_port)):
+            for name, port in (
+                ("api", self.api_port),
+                ("relay", self.relay_port),
+                ("worker", self.worker_port),
+            ):
                 url = f"http://{self.host}:{port}/readyz"
                 if not _wait_http_ok(url, 60, self._children[name]):
                     raise DevStackError(f"{name} did not become ready at {url}")
@@ -146,8 +163,7 @@ class DevStack:
 
     def _print_banner(self, postgres: EmbeddedPostgres, broker: TansuBroker) -> None:
         h = self.host
-        _console.print(
-            f"""
+        _console.print(f"""
 [bold green]order-service is up[/]
   API          http://{h}:{self.api_port}   (docs: http://{h}:{self.api_port}/docs)
   API metrics  http://{h}:{self.api_port}/metrics
@@ -164,5 +180,4 @@ Try it:
 Traces: run an OpenTelemetry Collector (deploy/otel/otel-collector-config.yaml) and start
 with OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 to export spans.
 Ctrl-C stops everything.
-"""
-        )
+""")

@@ -1,4 +1,4 @@
-"""OpenTelemetry set-up from the standard OTEL_* variables; nothing is exported without an endpoint."""
+"""OpenTelemetry set-up from the standard OTEL_* variables; no endpoint, no export."""
 
 from __future__ import annotations
 

@@ -71,5 +71,5 @@ async def ping(pool: asyncpg.Pool, timeout_s: float) -> bool:
         async with asyncio.timeout(timeout_s):
             async with pool.acquire() as conn:
                 return bool(await conn.fetchval("SELECT 1") == 1)
-    except Exception:  # noqa: BLE001 - any failure means "not ready"
+    except Exception:
         return False

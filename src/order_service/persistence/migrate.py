@@ -1,4 +1,4 @@
-"""`order-service migrate`: Alembic `upgrade head`, configured from Settings, no alembic.ini needed."""
+"""`order-service migrate`: Alembic `upgrade head`, configured from Settings (no alembic.ini)."""
 
 from __future__ import annotations
 

@@ -49,7 +49,8 @@ new_orders AS (
   RETURNING id
 ),
 new_events AS (
-  INSERT INTO outbox (event_id, aggregate_id, topic, message_key, payload, headers, lane, created_at)
+  INSERT INTO outbox
+    (event_id, aggregate_id, topic, message_key, payload, headers, lane, created_at)
   SELECT event_id, id, topic, id::text, payload, headers::jsonb, lane, created_at FROM accepted
   RETURNING 1
 )
@@ -107,13 +108,16 @@ class OrderWriter:
         self._slots = max(1, max_concurrent_flushes)
         self._active = 0
         self._pending: list[_Pending] = []
+        self._flushers: set[asyncio.Task[None]] = set()  # strong refs: tasks are weakly held
 
     async def write(self, request: WriteRequest) -> WriteOutcome:
         future: asyncio.Future[WriteOutcome] = asyncio.get_running_loop().create_future()
         self._pending.append((request, future))
         if self._active < self._slots:
             self._active += 1
-            asyncio.create_task(self._flush_while_pending())
+            task = asyncio.create_task(self._flush_while_pending())
+            self._flushers.add(task)
+            task.add_done_callback(self._flushers.discard)
         # shield: a cancelled caller must not cancel a commit that other requests share.
         return await asyncio.shield(future)
 
@@ -161,7 +165,9 @@ class OrderWriter:
                 )
                 earlier = {
                     (row["principal"], row["idem_key"]): StoredResponse(
-                        row["request_hash"], row["order_id"], row["status_code"],
+                        row["request_hash"],
+                        row["order_id"],
+                        row["status_code"],
                         bytes(row["response_body"]),
                     )
                     for row in rows
@@ -186,10 +192,20 @@ def _columns(requests: Sequence[WriteRequest]) -> list[list[object]]:
     for r in requests:
         o, m, c = r.order, r.message, r.claim
         values: tuple[object, ...] = (
-            o.id, o.item, o.quantity, o.created_at,
-            c.principal if c else None, c.key if c else None, c.request_hash if c else None,
-            c.status_code if c else None, c.response_body if c else None,
-            UUID(m.event_id), m.topic, m.payload, orjson.dumps(m.headers).decode(), m.lane,
+            o.id,
+            o.item,
+            o.quantity,
+            o.created_at,
+            c.principal if c else None,
+            c.key if c else None,
+            c.request_hash if c else None,
+            c.status_code if c else None,
+            c.response_body if c else None,
+            UUID(m.event_id),
+            m.topic,
+            m.payload,
+            orjson.dumps(m.headers).decode(),
+            m.lane,
         )
         for col, value in zip(cols, values, strict=True):
             col.append(value)

@@ -9,12 +9,12 @@ from uuid import UUID
 
 from opentelemetry import propagate, trace
 
-from order_service.service.idempotency import InFlightKeys, check_replay, request_fingerprint
 from order_service.domain.events import OrderCreated
 from order_service.domain.order import Order
 from order_service.messaging.envelope import order_created_message
 from order_service.observability.tracing import tracer
 from order_service.persistence.order_writer import IdempotencyClaim, OrderWriter, WriteRequest
+from order_service.service.idempotency import InFlightKeys, check_replay, request_fingerprint
 
 # Renders the response for an order: (status code, JSON body). Stored for idempotent replays.
 Renderer = Callable[[Order], tuple[int, bytes]]

@@ -28,10 +28,16 @@ def upgrade() -> None:
         sa.Column("item", sa.String(200), nullable=False),
         sa.Column("quantity", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
-        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
         sa.CheckConstraint("quantity BETWEEN 1 AND 10000", name="ck_orders_quantity"),
-        sa.CheckConstraint("status IN ('PENDING', 'CONFIRMED', 'REJECTED')", name="ck_orders_status"),
+        sa.CheckConstraint(
+            "status IN ('PENDING', 'CONFIRMED', 'REJECTED')", name="ck_orders_status"
+        ),
         sa.CheckConstraint("length(item) BETWEEN 1 AND 200", name="ck_orders_item"),
     )
     op.create_index("ix_orders_status_id", "orders", ["status", "id"])
@@ -44,7 +50,9 @@ def upgrade() -> None:
         sa.Column("order_id", sa.Uuid(), nullable=False),
         sa.Column("status_code", sa.SmallInteger(), nullable=False),
         sa.Column("response_body", sa.LargeBinary(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
     )
     op.create_index("ix_idempotency_keys_created_at", "idempotency_keys", ["created_at"])
 
@@ -58,7 +66,9 @@ def upgrade() -> None:
         sa.Column("payload", sa.LargeBinary(), nullable=False),
         sa.Column("headers", postgresql.JSONB(), nullable=False),
         sa.Column("lane", sa.SmallInteger(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
         sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
     )
     op.create_index(
@@ -69,15 +79,13 @@ def upgrade() -> None:
     )
     op.create_index("ix_outbox_published_at", "outbox", ["published_at"])
     # One NOTIFY per inserting statement wakes the relays; polling covers a missed one.
-    op.execute(
-        f"""
+    op.execute(f"""
         CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
           PERFORM pg_notify('{OUTBOX_CHANNEL}', '');
           RETURN NULL;
         END $$
-        """
-    )
+        """)
     op.execute(
         "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox "
         "FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()"
@@ -87,7 +95,9 @@ def upgrade() -> None:
         "inbox",
         sa.Column("event_id", sa.Uuid(), primary_key=True),
         sa.Column("order_id", sa.Uuid(), nullable=False),
-        sa.Column("processed_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
+        sa.Column(
+            "processed_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False
+        ),
     )
 
 
