@@ -35,18 +35,23 @@ def _exporter() -> SpanExporter | None:
     return HttpExporter()
 
 
-def configure_tracing(settings: Settings, process: str) -> TracerProvider:
-    """Install the global tracer provider once per process (idempotent)."""
+def configure_tracing(settings: Settings, process: str) -> TracerProvider | None:
+    """Install the global tracer provider once per process (idempotent).
+
+    Without an exporter the SDK is not installed at all: spans stay non-recording no-ops, so
+    an untraced deployment pays nothing for them on the hot path.
+    """
     global _provider
     if _provider is not None:
         return _provider
+    exporter = _exporter()
+    if exporter is None:
+        return None
     resource = Resource.create(
         {SERVICE_NAME: settings.service_name, "service.instance.role": process}
     )
     provider = TracerProvider(resource=resource)
-    exporter = _exporter()
-    if exporter is not None:
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     _provider = provider
     return provider

@@ -1,0 +1,61 @@
+"""Collects outcomes as they arrive: counters, latencies, accepted ids and the replay pool."""
+
+from __future__ import annotations
+
+from array import array
+from collections import Counter, deque
+from dataclasses import dataclass
+
+from order_service.loadtest.bodies import Planned, Replayable
+from order_service.loadtest.outcome import ERROR_KINDS, Kind, Outcome
+from order_service.loadtest.stats import LatencyHistogram
+
+_REPLAY_POOL = 1_000
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    completed: int
+    errors: int
+    p99_s: float
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.kinds: Counter[Kind] = Counter()
+        self.statuses: Counter[int] = Counter()
+        self.histogram = LatencyHistogram()
+        # Two flat float arrays (8 bytes a sample) keep a million samples cheap for the plot.
+        self.offsets = array("d")
+        self.latencies = array("d")
+        self.accepted_ids: list[str] = []
+        self.replayable: deque[Replayable] = deque(maxlen=_REPLAY_POOL)
+        self.details: Counter[str] = Counter()
+
+    def record(self, outcome: Outcome) -> None:
+        self.kinds[outcome.kind] += 1
+        if outcome.detail:
+            self.details[outcome.detail] += 1
+        if outcome.kind is Kind.DROPPED:
+            return
+        if outcome.status is not None:
+            self.statuses[outcome.status] += 1
+        self.histogram.record(outcome.latency_s)
+        self.offsets.append(outcome.offset_s)
+        self.latencies.append(outcome.latency_s)
+        if outcome.kind is Kind.ACCEPTED and outcome.order_id is not None:
+            self.accepted_ids.append(outcome.order_id)
+            key = outcome.planned.idempotency_key
+            if key is not None and outcome.planned.kind is Planned.NEW:
+                self.replayable.append(Replayable(key, outcome.planned.body, outcome.order_id))
+
+    @property
+    def completed(self) -> int:
+        return len(self.latencies)
+
+    @property
+    def errors(self) -> int:
+        return sum(self.kinds[kind] for kind in ERROR_KINDS)
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(self.completed, self.errors, self.histogram.percentile(99))

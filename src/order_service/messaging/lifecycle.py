@@ -1,0 +1,156 @@
+"""Life cycle of the relay and the worker: reach PostgreSQL and Kafka with backoff, or fail clearly;
+wait without missing a stop; close within the shutdown budget.
+
+Each dependency gets `startup_timeout_s`; after that one `ServiceUnavailable` names it (and never
+the DSN's password), which the CLI prints as its one line before exiting non-zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from order_service.config import Settings
+from order_service.domain.errors import ServiceUnavailable
+from order_service.messaging.kafka_client import create_consumer, create_producer, ensure_topics
+from order_service.observability.logging import get_logger
+from order_service.persistence.database import create_pool
+from order_service.retry import retry
+
+T = TypeVar("T")
+log = get_logger(__name__)
+
+
+def _retryable(exc: BaseException) -> bool:
+    # A bad setting (ValueError/TypeError) will not fix itself by waiting.
+    return not isinstance(exc, ValueError | TypeError)
+
+
+async def _with_backoff(settings: Settings, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+    def on_retry(exc: BaseException, delay: float) -> None:
+        log.warning(
+            "startup_dependency_unavailable",
+            dependency=what,
+            error=repr(exc),
+            retry_in_s=round(delay, 2),
+        )
+
+    try:
+        return await retry(
+            operation,
+            retry_on=_retryable,
+            initial_s=settings.retry_initial_backoff_s,
+            max_s=settings.retry_max_backoff_s,
+            deadline_s=settings.startup_timeout_s,
+            on_retry=on_retry,
+        )
+    except Exception as exc:
+        raise ServiceUnavailable(
+            f"{what} unreachable after {settings.startup_timeout_s:g}s: {exc or type(exc).__name__}"
+        ) from exc
+
+
+def postgres_name(settings: Settings) -> str:
+    parts = urlsplit(settings.asyncpg_dsn)
+    return f"PostgreSQL at {parts.hostname}:{parts.port or 5432}{parts.path}"
+
+
+def kafka_name(settings: Settings) -> str:
+    return f"Kafka at {settings.kafka_bootstrap_servers}"
+
+
+async def open_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:
+    return await _with_backoff(
+        settings, postgres_name(settings), lambda: create_pool(settings, **overrides)
+    )
+
+
+async def prepare_topics(settings: Settings) -> None:
+    await _with_backoff(settings, kafka_name(settings), lambda: ensure_topics(settings))
+
+
+async def start_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
+    async def attempt() -> AIOKafkaProducer:
+        producer = create_producer(settings, **overrides)
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        return producer
+
+    return await _with_backoff(settings, kafka_name(settings), attempt)
+
+
+async def start_consumer(
+    settings: Settings, subscribe: Callable[[AIOKafkaConsumer], None], **overrides: Any
+) -> AIOKafkaConsumer:
+    async def attempt() -> AIOKafkaConsumer:
+        consumer = create_consumer(settings, **overrides)
+        subscribe(consumer)
+        try:
+            await consumer.start()
+        except BaseException:
+            await consumer.stop()
+            raise
+        return consumer
+
+    return await _with_backoff(settings, kafka_name(settings), attempt)
+
+
+async def stop_quietly(what: str, closing: Awaitable[Any], timeout_s: float) -> None:
+    """Shutdown must stay bounded (G8): a close that hangs on a dead peer is abandoned."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            await closing
+    except Exception as exc:  # shutting down anyway; say what did not close
+        log.warning("shutdown_close_failed", component=what, error=repr(exc))
+
+
+async def wait_any(*events: asyncio.Event, timeout_s: float) -> None:
+    """Return when any event is set or after `timeout_s`."""
+    if any(e.is_set() for e in events):
+        return
+    waiters = [asyncio.create_task(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+class ShutdownClock:
+    """The one budget (SHUTDOWN_TIMEOUT_S) that draining and every close share (G8)."""
+
+    def __init__(self, budget_s: float) -> None:
+        self._budget_s = budget_s
+        self._deadline = asyncio.get_running_loop().time() + budget_s
+
+    def start(self) -> None:
+        self._deadline = asyncio.get_running_loop().time() + self._budget_s
+
+    def remaining(self, share: float = 1.0) -> float:
+        left = self._deadline - asyncio.get_running_loop().time()
+        return max(0.05, left * share)
+
+
+async def unless_stopped(stop: asyncio.Event, starting: Awaitable[T]) -> T | None:
+    """Start-up may wait up to STARTUP_TIMEOUT_S for dependencies; a stop ends it at once (G8)."""
+    task = asyncio.ensure_future(starting)
+    waiter = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None

@@ -1,0 +1,183 @@
+"""The Helm chart, linted and rendered by the real Helm engine (deploy/helm/check_chart.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from order_service.config import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+HELM_DIR = REPO / "deploy" / "helm"
+CHART = HELM_DIR / "order-service"
+VENV = REPO / ".venv-helm"
+PYTHON312 = Path(os.environ.get("HELM_CHECK_PYTHON", "/root/.pyenv/versions/3.12.1/bin/python3.12"))
+Docs = list[dict[str, Any]]
+
+
+def _helm_venv() -> Path:
+    """helm-sdkpy needs Python >= 3.12 while the project runs on 3.11: a venv of its own."""
+    python = VENV / "bin" / "python"
+    stamp = VENV / ".requirements-check.txt"
+    wanted = (HELM_DIR / "requirements-check.txt").read_text()
+    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
+        return python
+    assert PYTHON312.exists(), f"Python 3.12 for helm-sdkpy not found at {PYTHON312}"
+    subprocess.run([str(PYTHON312), "-m", "venv", "--clear", str(VENV)], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "-r", str(HELM_DIR / "requirements-check.txt")],
+        check=True,
+        timeout=600,
+    )
+    stamp.write_text(wanted)
+    return python
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Docs]:
+    out = tmp_path_factory.mktemp("rendered")
+    result = subprocess.run(
+        [str(_helm_venv()), str(HELM_DIR / "check_chart.py"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HELM_DRIVER": "memory"},
+    )
+    lines = [ln for ln in result.stdout.splitlines() if ln.startswith(("FAIL", "values", "all-"))]
+    assert result.returncode == 0, "\n".join(lines) + result.stderr[-3000:]
+    return {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
+
+
+def _kind(docs: Docs, kind: str) -> Docs:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def _values_files() -> list[str]:
+    return ["values", "values-aws", *sorted(p.stem for p in CHART.glob("ci/*.yaml"))]
+
+
+def test_every_values_file_lints_renders_and_validates(rendered: dict[str, Docs]) -> None:
+    assert sorted(rendered) == sorted(_values_files())
+    assert all(rendered[name] for name in rendered)
+
+
+def test_every_container_runs_non_root_on_a_read_only_root_with_no_capabilities(
+    rendered: dict[str, Docs],
+) -> None:
+    for docs in rendered.values():
+        for obj in _kind(docs, "Deployment") + _kind(docs, "Job"):
+            pod = obj["spec"]["template"]["spec"]
+            assert pod["securityContext"]["runAsNonRoot"] is True
+            for container in pod["containers"]:
+                sc = container["securityContext"]
+                assert sc["readOnlyRootFilesystem"] is True
+                assert sc["allowPrivilegeEscalation"] is False
+                assert sc["capabilities"]["drop"] == ["ALL"]
+
+
+def test_each_deployment_probes_its_own_health_endpoints_and_spreads_over_zones(
+    rendered: dict[str, Docs],
+) -> None:
+    ports = {"api": 8000, "relay": 8001, "worker": 8002}
+    deployments = _kind(rendered["values"], "Deployment")
+    assert sorted(d["metadata"]["labels"]["app.kubernetes.io/component"] for d in deployments) == [
+        "api",
+        "relay",
+        "worker",
+    ]
+    for dep in deployments:
+        component = dep["metadata"]["labels"]["app.kubernetes.io/component"]
+        pod = dep["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["args"][:1] == [component]
+        assert container["args"][-1] == str(ports[component])
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["resources"]["requests"]
+        assert container["resources"]["limits"]
+        keys = {c["topologyKey"] for c in pod["topologySpreadConstraints"]}
+        assert "topology.kubernetes.io/zone" in keys
+
+
+def test_migration_runs_as_a_pre_install_and_pre_upgrade_hook(rendered: dict[str, Docs]) -> None:
+    (job,) = _kind(rendered["values"], "Job")
+    hooks = job["metadata"]["annotations"]["helm.sh/hook"].split(",")
+    assert set(hooks) == {"pre-install", "pre-upgrade"}
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["migrate"]
+
+
+def test_aws_values_use_msk_iam_tls_irsa_and_the_secrets_manager_dsn(
+    rendered: dict[str, Docs],
+) -> None:
+    docs = rendered["values-aws"]
+    (config,) = _kind(docs, "ConfigMap")
+    assert config["data"]["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert config["data"]["KAFKA_SASL_MECHANISM"] == "AWS_MSK_IAM"
+    assert config["data"]["AWS_REGION"]
+    assert config["data"]["ENVIRONMENT"] == "prod"
+    assert config["data"]["AUTH_ENABLED"] == "true"
+    (account,) = _kind(docs, "ServiceAccount")
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith(
+        "arn:aws:iam::"
+    )
+    (external,) = _kind(docs, "ExternalSecret")
+    assert external["spec"]["data"][0]["secretKey"] == "POSTGRES_DSN"
+    assert not _kind(docs, "Secret"), "with an ExternalSecret the chart must not ship a DSN"
+    (ingress,) = _kind(docs, "Ingress")
+    assert ingress["spec"]["ingressClassName"] == "alb"
+    assert ingress["metadata"]["annotations"]["alb.ingress.kubernetes.io/target-type"] == "ip"
+    for kind in ("HorizontalPodAutoscaler", "ServiceMonitor", "PrometheusRule", "NetworkPolicy"):
+        assert _kind(docs, kind), kind
+    assert len(_kind(docs, "PodDisruptionBudget")) == 3
+
+
+def test_worker_scales_on_consumer_lag_up_to_the_partition_count(rendered: dict[str, Docs]) -> None:
+    for name in ("values-aws", "all-features-values"):
+        docs = rendered[name]
+        (config,) = _kind(docs, "ConfigMap")
+        (scaled,) = _kind(docs, "ScaledObject")
+        assert scaled["spec"]["maxReplicaCount"] == int(config["data"]["KAFKA_TOPIC_PARTITIONS"])
+        (trigger,) = scaled["spec"]["triggers"]
+        assert trigger["type"] == "kafka"
+        assert trigger["metadata"]["topic"] == config["data"]["KAFKA_ORDER_TOPIC"]
+        worker = next(
+            d for d in _kind(docs, "Deployment") if d["metadata"]["name"].endswith("-worker")
+        )
+        assert "replicas" not in worker["spec"], "KEDA owns the worker's replica count"
+
+
+def test_prometheus_rule_carries_exactly_the_compose_alert_rules(rendered: dict[str, Docs]) -> None:
+    (rule,) = _kind(rendered["values-aws"], "PrometheusRule")
+    copy = yaml.safe_load((CHART / "files" / "alert-rules.yml").read_text())
+    assert rule["spec"]["groups"] == copy["groups"]
+
+
+def test_chart_rules_copy_equals_the_concatenated_prometheus_rule_files() -> None:
+    groups: list[Any] = []
+    for path in sorted((REPO / "deploy" / "prometheus" / "rules").glob("*.yml")):
+        groups.extend((yaml.safe_load(path.read_text()) or {}).get("groups") or [])
+    copy = yaml.safe_load((CHART / "files" / "alert-rules.yml").read_text())
+    assert groups, "deploy/prometheus/rules/*.yml has no rule groups"
+    assert copy["groups"] == groups, (
+        "deploy/helm/order-service/files/alert-rules.yml is stale; run "
+        ".venv-helm/bin/python deploy/helm/check_chart.py --sync-rules"
+    )
+
+
+def test_values_schema_rejects_unknown_keys_and_settings_it_does_not_know() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["additionalProperties"] is False
+    for key in ("image", "config", "database", "api", "relay", "worker", "ingress"):
+        assert schema["properties"][key]["additionalProperties"] is False, key
+    fields = {name.upper() for name in Settings.model_fields}
+    assert set(schema["properties"]["config"]["properties"]) <= fields
+    for values in [CHART / "values.yaml", CHART / "values-aws.yaml", *CHART.glob("ci/*.yaml")]:
+        config = (yaml.safe_load(values.read_text()) or {}).get("config") or {}
+        unknown = {k for k in config if k not in fields and not k.startswith("OTEL_")}
+        assert not unknown, f"{values.name}: {unknown}"

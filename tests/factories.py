@@ -1,0 +1,153 @@
+"""Arrange data exactly as the API writes it: an order and its outbox row in one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+import asyncpg
+import orjson
+
+from order_service.config import Settings
+from order_service.domain.events import OrderCreated
+from order_service.domain.order import Order
+from order_service.messaging.envelope import OutboxMessage, kafka_headers, order_created_message
+from order_service.messaging.kafka_client import create_producer
+
+_INSERT_ORDER = """
+INSERT INTO orders (id, item, quantity, status, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6)
+"""
+_INSERT_OUTBOX = """
+INSERT INTO outbox (event_id, aggregate_id, topic, message_key, payload, headers, lane)
+VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)
+"""
+
+
+def order_created(
+    settings: Settings,
+    order: Order,
+    *,
+    trace_headers: dict[str, str] | None = None,
+    extra_payload: dict[str, Any] | None = None,
+) -> OutboxMessage:
+    """The outbox message of a fresh `order.created` event (a new event id each call)."""
+    message = order_created_message(
+        OrderCreated.of(order),
+        topic=settings.kafka_order_topic,
+        source=settings.service_name,
+        trace_headers=trace_headers or {},
+    )
+    if extra_payload:
+        payload = {**orjson.loads(message.payload), **extra_payload}
+        message = dataclasses.replace(message, payload=orjson.dumps(payload))
+    return message
+
+
+async def insert_outbox(conn: asyncpg.Connection, message: OutboxMessage) -> None:
+    await conn.execute(
+        _INSERT_OUTBOX,
+        message.event_id,
+        message.aggregate_id,
+        message.topic,
+        message.key,
+        message.payload,
+        orjson.dumps(message.headers).decode(),
+        message.lane,
+    )
+
+
+async def insert_order(
+    conn: asyncpg.Connection,
+    settings: Settings,
+    *,
+    item: str = "book",
+    quantity: int = 2,
+    trace_headers: dict[str, str] | None = None,
+) -> tuple[Order, OutboxMessage]:
+    """One order and its `order.created` outbox row, committed together (as G1 demands)."""
+    order = Order.place(item, quantity)
+    message = order_created(settings, order, trace_headers=trace_headers)
+    async with conn.transaction():
+        await insert_order_row(conn, order)
+        await insert_outbox(conn, message)
+    return order, message
+
+
+async def insert_order_row(conn: asyncpg.Connection, order: Order) -> None:
+    await conn.execute(
+        _INSERT_ORDER,
+        order.id,
+        order.item,
+        order.quantity,
+        order.status.value,
+        order.created_at,
+        order.updated_at,
+    )
+
+
+async def insert_orders(
+    conn: asyncpg.Connection, settings: Settings, count: int
+) -> list[tuple[Order, OutboxMessage]]:
+    return [await insert_order(conn, settings, item=f"item-{i}") for i in range(count)]
+
+
+class Background:
+    """A relay or worker `run_*` coroutine running as a task until `stop()`."""
+
+    def __init__(self, run: Any, settings: Settings, **kwargs: Any) -> None:
+        self.stop_event = asyncio.Event()
+        self.settings = settings
+        self.task = asyncio.create_task(run(settings, stop=self.stop_event, **kwargs))
+
+    async def stop(self, timeout_s: float | None = None) -> float:
+        """Set stop and wait for the run to return; returns how long it took."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        self.stop_event.set()
+        async with asyncio.timeout(timeout_s or self.settings.shutdown_timeout_s + 5):
+            await self.task
+        return loop.time() - started
+
+    async def __aenter__(self) -> Background:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if not self.task.done():
+            await self.stop()
+        elif not self.task.cancelled() and self.task.exception() is not None:
+            raise self.task.exception()  # type: ignore[misc]
+
+
+@dataclasses.dataclass(frozen=True)
+class Raw:
+    """A Kafka message as a test wants it on the wire, well-formed or not."""
+
+    key: str | None
+    value: bytes | None
+    headers: dict[str, str]
+
+    @classmethod
+    def of(cls, message: OutboxMessage) -> Raw:
+        return cls(message.key, message.payload, dict(message.headers))
+
+
+async def produce(settings: Settings, messages: list[Raw], *, partition: int | None = None) -> None:
+    """Send in order and wait for every acknowledgement (topics must exist)."""
+    producer = create_producer(settings)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(
+                settings.kafka_order_topic,
+                value=m.value,
+                key=m.key.encode() if m.key is not None else None,
+                headers=kafka_headers(m.headers),
+                partition=partition,
+            )
+            for m in messages
+        ]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()

@@ -1,0 +1,336 @@
+"""G3 (no lost events) and G4 (per-order ordering) against real PostgreSQL and a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import orjson
+import pytest
+from prometheus_client import REGISTRY
+
+from order_service.config import Settings
+from order_service.devstack.broker import TansuBroker
+from order_service.devstack.ports import free_port
+from order_service.domain.errors import ServiceUnavailable
+from order_service.messaging.relay import Relay, run_relay
+from order_service.messaging.worker import run_worker
+from order_service.persistence.database import create_pool
+from tests.conftest import Infra, make_settings
+from tests.factories import Background, insert_order, insert_orders, insert_outbox, order_created
+from tests.kafka_reader import Record, read_all, wait_for_records
+
+pytestmark = pytest.mark.integration
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+
+
+async def unpublished(db: asyncpg.Connection) -> int:
+    return int(await db.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL"))
+
+
+async def wait_until_all_published(db: asyncpg.Connection, timeout_s: float = 15.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while await unpublished(db):
+            await asyncio.sleep(0.1)
+
+
+def event_ids(records: list[Record]) -> set[str]:
+    return {r.headers["ce_id"] for r in records}
+
+
+async def test_relay_publishes_every_committed_row_with_cloudevents_headers_keyed_by_order(
+    settings: Settings, db: asyncpg.Connection
+) -> None:
+    traced_order, traced = await insert_order(
+        db, settings, trace_headers={"traceparent": TRACEPARENT}
+    )
+    others = await insert_orders(db, settings, 4)
+
+    async with Background(run_relay, settings):
+        records = await wait_for_records(
+            settings.kafka_bootstrap_servers, settings.kafka_order_topic, 5
+        )
+        await wait_until_all_published(db)
+
+    by_id = {r.headers["ce_id"]: r for r in records}
+    assert set(by_id) == {m.event_id for _, m in [(traced_order, traced), *others]}
+    for order, message in [(traced_order, traced), *others]:
+        record = by_id[message.event_id]
+        assert record.key == str(order.id)
+        assert record.value == message.payload
+        assert record.headers["ce_specversion"] == "1.0"
+        assert record.headers["ce_type"] == "order.created"
+        assert record.headers["ce_source"] == f"/{settings.service_name}"
+        assert record.headers["ce_time"] == message.headers["ce_time"]
+        assert record.headers["content-type"] == "application/json"
+    # The publish span continues the request's trace (G7).
+    assert by_id[traced.event_id].headers["traceparent"].split("-")[1] == TRACE_ID
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[TansuBroker]:
+    """A broker of this test's own, to stop and freeze without touching the session's."""
+    broker = TansuBroker(port=free_port(), log_path=tmp_path / "tansu.log")
+    yield broker
+    broker.stop()
+
+
+async def test_rows_committed_while_the_broker_is_down_all_arrive_once_it_is_back(
+    infra: Infra, database: str, db: asyncpg.Connection, own_broker: TansuBroker
+) -> None:
+    settings = make_settings(
+        infra, database, kafka_bootstrap_servers=own_broker.bootstrap_servers, startup_timeout_s=20
+    )
+    committed = await insert_orders(db, settings, 20)
+    async with Background(run_relay, settings):
+        await asyncio.sleep(2)  # the relay is retrying its start-up against a closed port
+        assert await unpublished(db) == 20
+
+        own_broker.start()
+        records = await wait_for_records(
+            own_broker.bootstrap_servers, settings.kafka_order_topic, 20
+        )
+        await wait_until_all_published(db)
+    assert {m.event_id for _, m in committed} == event_ids(records)
+
+
+async def test_relay_marks_nothing_published_while_the_broker_hangs_and_delivers_all_after(
+    infra: Infra, database: str, db: asyncpg.Connection, own_broker: TansuBroker
+) -> None:
+    # Frozen rather than restarted: Tansu's memory engine forgets topics on restart yet acks
+    # produce requests for them, which would lose acknowledged messages inside the test broker.
+    own_broker.start()
+    settings = make_settings(infra, database, kafka_bootstrap_servers=own_broker.bootstrap_servers)
+    async with Background(run_relay, settings):
+        await insert_order(db, settings)
+        await wait_until_all_published(db)
+
+        own_broker.signal(signal.SIGSTOP)
+        try:
+            committed = await insert_orders(db, settings, 20)
+            await asyncio.sleep(3)
+            assert await unpublished(db) == 20
+        finally:
+            own_broker.signal(signal.SIGCONT)
+        await wait_until_all_published(db, timeout_s=25)
+    records = await asyncio.to_thread(
+        read_all, own_broker.bootstrap_servers, settings.kafka_order_topic
+    )
+    assert {m.event_id for _, m in committed} <= event_ids(records)
+
+
+KILL_SCRIPT = """
+import asyncio, os, signal
+from order_service.config import Settings
+from order_service.messaging import relay
+
+real_mark, batches = relay.mark_published, 0
+
+async def mark_or_die(conn, ids):
+    global batches
+    batches += 1
+    if batches == 3:
+        os.kill(os.getpid(), signal.SIGKILL)  # the batch is acknowledged, not yet marked
+    await real_mark(conn, ids)
+
+relay.mark_published = mark_or_die
+asyncio.run(relay.run_relay(Settings(), stop=asyncio.Event()))
+"""
+
+
+def relay_env(settings: Settings, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "ENVIRONMENT": "test",
+        "POSTGRES_DSN": settings.postgres_dsn,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "KAFKA_ORDER_TOPIC": settings.kafka_order_topic,
+        "KAFKA_ENABLE_IDEMPOTENCE": "false",
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
+async def test_a_relay_killed_between_ack_and_mark_loses_nothing(
+    settings: Settings, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    committed = await insert_orders(db, settings, 200)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        KILL_SCRIPT,
+        env=relay_env(settings, RELAY_BATCH_SIZE="25", RELAY_LANES="64"),
+        cwd=tmp_path,
+    )
+    async with asyncio.timeout(30):
+        assert await process.wait() == -signal.SIGKILL
+    left = await unpublished(db)
+    assert 0 < left < 200 - 25  # two batches were marked, the third died unmarked
+
+    async with Background(run_relay, settings):
+        await wait_until_all_published(db)
+    records = await asyncio.to_thread(
+        read_all, settings.kafka_bootstrap_servers, settings.kafka_order_topic
+    )
+    assert {m.event_id for _, m in committed} == event_ids(records)
+    assert len(records) > 200  # the killed batch reached the broker and was published again
+
+
+async def insert_event_streams(
+    db: asyncpg.Connection, settings: Settings, orders: int, events_per_order: int
+) -> dict[str, list[int]]:
+    """`orders` orders, then their further events interleaved across orders, sequence in payload."""
+    placed = [order for order, _ in await insert_orders(db, settings, orders)]
+    expected = {str(o.id): [0] for o in placed}
+    for seq in range(1, events_per_order):
+        async with db.transaction():
+            for order in placed:
+                await insert_outbox(
+                    db, order_created(settings, order, extra_payload={"sequence": seq})
+                )
+                expected[str(order.id)].append(seq)
+    return expected
+
+
+def sequences_by_key(records: list[Record]) -> dict[str, list[int]]:
+    seen: set[str] = set()
+    by_key: dict[str, list[int]] = defaultdict(list)
+    for record in records:  # per partition, in offset order
+        if record.headers["ce_id"] in seen:
+            continue  # a redelivery (at least once) does not reorder what came first
+        seen.add(record.headers["ce_id"])
+        assert record.key is not None
+        by_key[record.key].append(int(orjson.loads(record.value).get("sequence", 0)))
+    return dict(by_key)
+
+
+async def test_two_relays_publish_every_event_once_each_key_in_commit_order(
+    infra: Infra, database: str, db: asyncpg.Connection, settings: Settings
+) -> None:
+    expected = await insert_event_streams(db, settings, orders=50, events_per_order=21)
+    second = make_settings(
+        infra,
+        database,
+        kafka_order_topic=settings.kafka_order_topic,
+        kafka_consumer_group=settings.kafka_consumer_group,
+    )
+    tuned = {"relay_batch_size": 40, "relay_lanes": 4}
+    one = settings.model_copy(update=tuned)
+    two = second.model_copy(update=tuned)
+
+    async with Background(run_relay, one), Background(run_relay, two):
+        await wait_until_all_published(db, timeout_s=25)
+    records = await asyncio.to_thread(
+        read_all, settings.kafka_bootstrap_servers, settings.kafka_order_topic
+    )
+
+    assert len(event_ids(records)) == 50 * 21
+    assert sequences_by_key(records) == expected
+
+
+async def test_relay_returns_within_the_shutdown_timeout_and_hands_back_unfinished_rows(
+    settings: Settings, db: asyncpg.Connection
+) -> None:
+    committed = await insert_orders(db, settings, 300)
+    tuned = settings.model_copy(update={"relay_batch_size": 20})
+    relay = Background(run_relay, tuned)
+    async with asyncio.timeout(15):
+        while await unpublished(db) == 300:
+            await asyncio.sleep(0.02)
+    took = await relay.stop()
+    assert took < settings.shutdown_timeout_s
+
+    async with Background(run_relay, settings):
+        await wait_until_all_published(db)
+    records = await asyncio.to_thread(
+        read_all, settings.kafka_bootstrap_servers, settings.kafka_order_topic
+    )
+    assert {m.event_id for _, m in committed} == event_ids(records)
+
+
+async def test_relay_start_up_fails_with_one_clear_message_when_the_broker_is_unreachable(
+    infra: Infra, database: str
+) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    settings = make_settings(infra, database, kafka_bootstrap_servers=dead, startup_timeout_s=1.0)
+    with pytest.raises(ServiceUnavailable, match=f"Kafka at {dead} unreachable after 1s"):
+        await run_relay(settings, stop=asyncio.Event())
+
+
+async def wait_published(db: asyncpg.Connection, event_id: str, timeout_s: float) -> None:
+    query = "SELECT published_at IS NOT NULL FROM outbox WHERE event_id = $1"
+    async with asyncio.timeout(timeout_s):
+        while not await db.fetchval(query, event_id):
+            await asyncio.sleep(0.05)
+
+
+async def test_a_commit_wakes_the_relay_through_notify_also_after_the_listener_was_cut(
+    settings: Settings, db: asyncpg.Connection
+) -> None:
+    slow_poll = settings.model_copy(update={"relay_poll_interval_s": 60.0})
+    async with Background(run_relay, slow_poll):
+        _, first = await insert_order(db, settings)
+        await wait_published(db, first.event_id, timeout_s=5)
+
+        cut = await db.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND query ILIKE 'LISTEN%'"
+        )
+        assert cut == 1
+        await asyncio.sleep(1)  # the relay reconnects its listener
+        _, second = await insert_order(db, settings)
+        await wait_published(db, second.event_id, timeout_s=5)
+
+
+async def test_housekeeping_deletes_old_published_rows_and_expired_idempotency_keys(
+    settings: Settings, db: asyncpg.Connection
+) -> None:
+    _, old = await insert_order(db, settings)
+    _, recent = await insert_order(db, settings)
+    _, pending = await insert_order(db, settings)
+    await db.execute(
+        "UPDATE outbox SET published_at = now() - interval '25 hours' WHERE event_id = $1",
+        old.event_id,
+    )
+    await db.execute("UPDATE outbox SET published_at = now() WHERE event_id = $1", recent.event_id)
+    await db.execute(
+        "INSERT INTO idempotency_keys "
+        "(principal, idem_key, request_hash, order_id, status_code, response_body, created_at) "
+        "VALUES ('p', 'old', 'h', gen_random_uuid(), 200, '', now() - interval '25 hours'), "
+        "       ('p', 'new', 'h', gen_random_uuid(), 200, '', now())"
+    )
+    pool = await create_pool(settings)
+    try:
+        relay = Relay(settings, pool, producer=None)
+        await relay.housekeeping()
+        await relay.refresh_backlog()
+    finally:
+        await pool.close()
+
+    left = {str(r["event_id"]) for r in await db.fetch("SELECT event_id FROM outbox")}
+    assert left == {recent.event_id, pending.event_id}
+    assert [r["idem_key"] for r in await db.fetch("SELECT idem_key FROM idempotency_keys")] == [
+        "new"
+    ]
+    assert REGISTRY.get_sample_value("outbox_backlog") == 1
+    assert (REGISTRY.get_sample_value("outbox_oldest_unpublished_age_seconds") or 0) > 0
+
+
+@pytest.mark.parametrize("run", [run_relay, run_worker], ids=["relay", "worker"])
+async def test_a_stop_during_start_up_ends_the_wait_for_dependencies_at_once(
+    infra: Infra, database: str, run: object
+) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    settings = make_settings(infra, database, kafka_bootstrap_servers=dead, startup_timeout_s=60)
+    process = Background(run, settings)
+    await asyncio.sleep(1)
+    assert not process.task.done()
+    assert await process.stop() < 2

@@ -1,0 +1,68 @@
+"""The committed dashboards and their panel queries, made concrete for a plain Prometheus."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from tests.observability.prometheus_server import DEPLOY
+
+DASHBOARDS = DEPLOY / "grafana" / "dashboards"
+KAFKA_EXPORTER_METRIC = re.compile(r"\bkafka_[a-z_]+")
+
+
+@dataclass(frozen=True)
+class PanelQuery:
+    dashboard: str
+    panel: str
+    ref: str
+    expr: str
+
+    @property
+    def over_kafka_exporter_metrics(self) -> bool:
+        return bool(KAFKA_EXPORTER_METRIC.search(self.expr))
+
+    def __str__(self) -> str:
+        return f"{self.dashboard} / {self.panel} / {self.ref}"
+
+
+def load_dashboards() -> dict[str, dict[str, Any]]:
+    boards = {p.name: json.loads(p.read_text(encoding="utf-8")) for p in DASHBOARDS.glob("*.json")}
+    assert boards, f"no dashboards under {DASHBOARDS}"
+    return boards
+
+
+def panels(board: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for panel in board["panels"]:
+        yield panel
+        yield from panel.get("panels", [])
+
+
+def concrete(expr: str, board: dict[str, Any], rate_interval: str, range_: str) -> str:
+    """Replaces Grafana's macros and the board's variables the way Grafana would."""
+    for name, value in (
+        ("__rate_interval", rate_interval),
+        ("__interval", rate_interval),
+        ("__range", range_),
+    ):
+        expr = expr.replace(f"${{{name}}}", value).replace(f"${name}", value)
+    for var in board.get("templating", {}).get("list", []):
+        # "All" of a multi-value variable expands to its allValue regex.
+        expr = expr.replace(f"${{{var['name']}}}", var["allValue"])
+        expr = expr.replace(f"${var['name']}", var["allValue"])
+    assert "$" not in expr, f"unresolved variable in {expr!r}"
+    return expr
+
+
+def panel_queries(rate_interval: str = "1m", range_: str = "1h") -> list[PanelQuery]:
+    found = []
+    for name, board in sorted(load_dashboards().items()):
+        for panel in panels(board):
+            for tgt in panel.get("targets", []):
+                expr = concrete(tgt["expr"], board, rate_interval, range_)
+                found.append(PanelQuery(name, panel["title"], tgt["refId"], expr))
+    assert found, "the dashboards have no panel queries"
+    return found
