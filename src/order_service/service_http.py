@@ -40,8 +40,8 @@ def create_app(checks: Mapping[str, Check]) -> Starlette:
             status_code=200 if ready else 503,
         )
 
-    async def metrics(_: Request) -> Response:
-        body, content_type = render_metrics()
+    async def metrics(request: Request) -> Response:
+        body, content_type = render_metrics(request.headers.get("accept"))
         return Response(body, media_type=content_type)
 
     return Starlette(

@@ -38,6 +38,7 @@ from tests.observability.prometheus_server import (
     running_prometheus,
     tool,
 )
+from tests.otlp_receiver import OtlpReceiver
 
 pytestmark = pytest.mark.e2e
 
@@ -186,7 +187,13 @@ def live(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Liv
     database = asyncio.run(create_database(infra))
     settings = make_settings(infra, database, worker_max_attempts=2, log_level="WARNING")
     asyncio.run(ensure_topics(settings))
-    env = service_env(settings)
+    # Traces are exported (to a real OTLP receiver), so the histograms carry exemplars.
+    receiver = OtlpReceiver().start()
+    env = {
+        **service_env(settings),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "500",
+    }
     ports = {"api": free_port(), "relay": free_port(), "worker": free_port()}
     exporter_port = free_port()
     processes: list[Process] = []
@@ -240,6 +247,7 @@ def live(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Liv
     finally:
         for process in reversed(processes):
             process.stop()
+        receiver.stop()
         asyncio.run(drop_database(infra, database))
 
 

@@ -14,6 +14,7 @@ from order_service.api.routes import health, orders
 from order_service.bootstrap import build_api, close_api
 from order_service.config import Settings
 from order_service.observability.http_metrics import HttpMetricsMiddleware
+from order_service.observability.tracing import configure_tracing, tracing_enabled
 
 DESCRIPTION = """
 Event-driven order service. Writes go to PostgreSQL together with an outbox row in one
@@ -40,7 +41,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(orders.router)
     app.include_router(health.router)
     install_problem_handlers(app)
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+    if tracing_enabled():
+        FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
     # Outermost first: the body limit refuses before anything parses; metrics see everything.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(HttpMetricsMiddleware)
@@ -51,4 +53,6 @@ def app_from_environment() -> FastAPI:
     """uvicorn factory (`--factory`): settings are read when the server starts, not at import."""
     from order_service.config import get_settings
 
-    return create_app(get_settings())
+    settings = get_settings()
+    configure_tracing(settings, "api")  # again here: each uvicorn worker process needs it
+    return create_app(settings)

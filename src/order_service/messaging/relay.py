@@ -38,6 +38,7 @@ from order_service.messaging.outbox_store import (
     delete_published_before,
     mark_published,
 )
+from order_service.observability.exemplars import traceparent_exemplar
 from order_service.observability.logging import get_logger
 from order_service.observability.metrics import (
     OUTBOX_BACKLOG,
@@ -135,7 +136,10 @@ class Relay:
             raise PublishFailed(f"{len(failures)} of {len(rows)} sends failed: {failures[0]!r}")
         acked = datetime.now(UTC)
         for row in rows:
-            OUTBOX_PUBLISH_LATENCY.observe(max(0.0, (acked - row.created_at).total_seconds()))
+            OUTBOX_PUBLISH_LATENCY.observe(
+                max(0.0, (acked - row.created_at).total_seconds()),
+                exemplar=traceparent_exemplar(row.headers.get("traceparent")),
+            )
         end_spans(spans, None)
 
     async def refresh_backlog(self) -> None:

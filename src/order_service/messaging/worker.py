@@ -75,16 +75,18 @@ def is_transient(exc: BaseException) -> bool:
 class HandBack(ConsumerRebalanceListener):  # type: ignore[misc]
     """On revocation, the batch in flight commits before its partitions change hands (G5)."""
 
-    def __init__(self, busy: Callable[[], asyncio.Lock], timeout_s: float) -> None:
+    def __init__(self, busy: Callable[[], asyncio.Lock | None], timeout_s: float) -> None:
         self._busy = busy
         self._timeout_s = timeout_s
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        try:
-            async with asyncio.timeout(self._timeout_s), self._busy():
-                pass
-        except TimeoutError:
-            log.warning("worker_revoked_with_batch_in_flight", partitions=len(revoked))
+        busy = self._busy()  # None while the worker is still starting: nothing in flight
+        if busy is not None:
+            try:
+                async with asyncio.timeout(self._timeout_s), busy:
+                    pass
+            except TimeoutError:
+                log.warning("worker_revoked_with_batch_in_flight", partitions=len(revoked))
         forget_partitions(set(revoked))
         log.info("worker_partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
 
@@ -330,7 +332,9 @@ async def run_worker(
         producer = await start_producer(settings)
         stack.push_async_callback(closing("kafka producer", producer.stop))
         holder: list[Worker] = []
-        hand_back = HandBack(lambda: holder[0].busy, settings.shutdown_timeout_s)
+        hand_back = HandBack(
+            lambda: holder[0].busy if holder else None, settings.shutdown_timeout_s
+        )
         consumer = await start_consumer(
             settings, lambda c: c.subscribe([settings.kafka_order_topic], listener=hand_back)
         )

@@ -6,6 +6,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from order_service.observability.exemplars import current_trace_exemplar
 from order_service.observability.metrics import HTTP_DURATION, HTTP_IN_PROGRESS, HTTP_REQUESTS
 
 
@@ -35,5 +36,7 @@ class HttpMetricsMiddleware:
             in_progress.dec()
             # Routing stores the matched route in the (shared) scope: label by its template.
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            HTTP_DURATION.labels(method, route).observe(time.perf_counter() - start)
+            HTTP_DURATION.labels(method, route).observe(
+                time.perf_counter() - start, exemplar=current_trace_exemplar()
+            )
             HTTP_REQUESTS.labels(method, route, str(status)).inc()

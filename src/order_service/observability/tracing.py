@@ -53,8 +53,23 @@ def configure_tracing(settings: Settings, process: str) -> TracerProvider | None
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
+    instrument_libraries()
     _provider = provider
     return provider
+
+
+def instrument_libraries() -> None:
+    """Client spans for every asyncpg query (only worth their cost when traces are exported)."""
+    from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
+
+    instrumentor = AsyncPGInstrumentor()  # type: ignore[no-untyped-call]
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument()
+
+
+def tracing_enabled() -> bool:
+    """An SDK provider is installed (by configure_tracing, or by a test)."""
+    return isinstance(trace.get_tracer_provider(), TracerProvider)
 
 
 def shutdown_tracing() -> None:

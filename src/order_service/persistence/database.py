@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from order_service.config import Settings
+from order_service.observability.metrics import DB_POOL_IN_USE, DB_POOL_SIZE
 
 # Errors that mean "the database is not there right now", as opposed to a bad statement.
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
@@ -54,6 +55,9 @@ async def create_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:
     options.update(overrides)
     pool = await asyncpg.create_pool(**options)
     assert pool is not None
+    # Read at scrape time: the gauges always show the live pool, at no cost per query.
+    DB_POOL_SIZE.set_function(pool.get_size)
+    DB_POOL_IN_USE.set_function(lambda: pool.get_size() - pool.get_idle_size())
     return pool
 
 

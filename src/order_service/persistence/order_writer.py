@@ -9,17 +9,20 @@ for many orders — while a lone request is flushed at once, so low load adds no
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
 import orjson
+from opentelemetry import trace
 
 from order_service.domain.errors import ServiceUnavailable
 from order_service.domain.order import Order
 from order_service.messaging.envelope import OutboxMessage
 from order_service.observability.metrics import DB_UNAVAILABLE, WRITE_BATCH_SIZE
+from order_service.observability.tracing import tracer
 from order_service.persistence.database import is_unavailable
 
 _INSERT_BATCH = """
@@ -98,7 +101,7 @@ class WriteOutcome:
     earlier: StoredResponse | None = None
 
 
-_Pending = tuple[WriteRequest, "asyncio.Future[WriteOutcome]"]
+_Pending = tuple[WriteRequest, "asyncio.Future[WriteOutcome]", trace.SpanContext]
 
 
 class OrderWriter:
@@ -112,10 +115,11 @@ class OrderWriter:
 
     async def write(self, request: WriteRequest) -> WriteOutcome:
         future: asyncio.Future[WriteOutcome] = asyncio.get_running_loop().create_future()
-        self._pending.append((request, future))
+        self._pending.append((request, future, trace.get_current_span().get_span_context()))
         if self._active < self._slots:
             self._active += 1
-            task = asyncio.create_task(self._flush_while_pending())
+            # A fresh context: the shared flush belongs to no single request's trace.
+            task = asyncio.create_task(self._flush_while_pending(), context=contextvars.Context())
             self._flushers.add(task)
             task.add_done_callback(self._flushers.discard)
         # shield: a cancelled caller must not cancel a commit that other requests share.
@@ -131,25 +135,32 @@ class OrderWriter:
             self._active -= 1
 
     async def _flush(self, batch: list[_Pending]) -> None:
+        links = [trace.Link(ctx) for _, _, ctx in batch if ctx.is_valid]
+        with tracer().start_as_current_span("orders group commit", links=links) as span:
+            span.set_attribute("db.system.name", "postgresql")
+            span.set_attribute("orders.batch_size", len(batch))
+            await self._flush_in_span(batch)
+
+    async def _flush_in_span(self, batch: list[_Pending]) -> None:
         try:
-            outcomes = await self._write_batch([request for request, _ in batch])
+            outcomes = await self._write_batch([request for request, _, _ in batch])
         except Exception as exc:
             if len(batch) > 1 and not is_unavailable(exc):
                 # One bad row must not fail its neighbours: retry each on its own.
                 for item in batch:
-                    await self._flush([item])
+                    await self._flush_in_span([item])
                 return
             error: BaseException = exc
             if is_unavailable(exc):
                 DB_UNAVAILABLE.labels(op="write").inc()
                 error = ServiceUnavailable("the database is unavailable")
                 error.__cause__ = exc
-            for _, future in batch:
+            for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(error)
             return
         WRITE_BATCH_SIZE.observe(len(batch))
-        for (_, future), outcome in zip(batch, outcomes, strict=True):
+        for (_, future, _), outcome in zip(batch, outcomes, strict=True):
             if not future.done():
                 future.set_result(outcome)
 

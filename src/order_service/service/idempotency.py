@@ -13,6 +13,7 @@ from contextlib import contextmanager
 import orjson
 
 from order_service.domain.errors import IdempotencyKeyInFlight, IdempotencyKeyReused
+from order_service.observability.metrics import IDEMPOTENCY_CONFLICTS
 from order_service.persistence.order_writer import StoredResponse
 
 MAX_KEY_LENGTH = 255
@@ -26,6 +27,7 @@ def request_fingerprint(method: str, path: str, body: dict[str, object]) -> str:
 
 def check_replay(stored: StoredResponse, fingerprint: str) -> StoredResponse:
     if stored.request_hash != fingerprint:
+        IDEMPOTENCY_CONFLICTS.labels(reason="body_mismatch").inc()
         raise IdempotencyKeyReused(
             "this Idempotency-Key was first used with a different request body or endpoint"
         )
@@ -46,6 +48,7 @@ class InFlightKeys:
     def hold(self, principal: str, key: str) -> Iterator[None]:
         entry = (principal, key)
         if entry in self._keys:
+            IDEMPOTENCY_CONFLICTS.labels(reason="in_flight").inc()
             raise IdempotencyKeyInFlight("the first request with this key has not finished")
         self._keys.add(entry)
         try:

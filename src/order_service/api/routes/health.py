@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import orjson
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from order_service.api.deps import ContainerDep
@@ -41,6 +41,6 @@ async def db_health(container: ContainerDep) -> Response:
 
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
-async def metrics() -> Response:
-    content, content_type = render_metrics()
+async def metrics(request: Request) -> Response:
+    content, content_type = render_metrics(request.headers.get("accept"))
     return Response(content, media_type=content_type)
