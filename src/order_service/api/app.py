@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from collections.abc import MutableMapping
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from order_service.api.body_limit import BodyLimitMiddleware
 from order_service.api.problems import install_problem_handlers
@@ -14,13 +15,20 @@ from order_service.api.routes import health, orders
 from order_service.bootstrap import build_api, close_api
 from order_service.config import Settings
 from order_service.observability.http_metrics import HttpMetricsMiddleware
-from order_service.observability.tracing import configure_tracing, tracing_enabled
+from order_service.observability.tracing import configure_tracing
 
 DESCRIPTION = """
 Event-driven order service. Writes go to PostgreSQL together with an outbox row in one
 transaction; a relay publishes them to Kafka (`orders.created`, CloudEvents binary mode) and a
 worker confirms each order. Send `Idempotency-Key` on POSTs to retry safely.
 """
+
+
+_PROBES = frozenset({"/healthz", "/readyz", "/metrics", "/db_health"})
+
+
+def _is_probe(scope: MutableMapping[str, Any]) -> bool:
+    return scope.get("path") in _PROBES
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -33,6 +41,8 @@ def create_app(settings: Settings) -> FastAPI:
             await close_api(app.state.container)
 
     app = FastAPI(
+        # FastAPI's native OpenTelemetry: server spans when a tracer provider is installed.
+        telemetry={"exclude": _is_probe},
         title="order-service",
         version="0.1.0",
         description=DESCRIPTION,
@@ -41,8 +51,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(orders.router)
     app.include_router(health.router)
     install_problem_handlers(app)
-    if tracing_enabled():
-        FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
     # Outermost first: the body limit refuses before anything parses; metrics see everything.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(HttpMetricsMiddleware)

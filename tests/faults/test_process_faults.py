@@ -1,0 +1,129 @@
+"""G1, G3, G5 under load: api, two relays and two workers as OS processes, faults in sequence.
+
+One stack (own PostgreSQL + own Tansu, so freezing them disturbs no other test) takes a steady
+stream of orders while the broker hangs, processes are SIGKILLed, PostgreSQL goes away and a
+third worker joins. After each fault every 2xx order ends CONFIRMED exactly once, no refusal
+left anything behind, and the inbox holds one row per event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import urllib.error
+import urllib.request
+
+import asyncpg
+import httpx
+
+from tests.e2e.processes import Service, Stack
+from tests.faults.conftest import FAST_FAILURE_ENV, OwnInfra
+from tests.faults.harness import (
+    OrderStream,
+    assert_books_balance,
+    assert_order_held_on_the_topic,
+    confirmed_within,
+)
+
+RATE = 60.0
+REQUEST_TIMEOUT_S = float(FAST_FAILURE_ENV["REQUEST_TIMEOUT_S"])
+
+
+def readyz(service: Service) -> int:
+    try:
+        with urllib.request.urlopen(f"{service.url}/readyz", timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+async def settle(
+    what: str, stream: OrderStream, db: asyncpg.Connection, fault_over: float
+) -> None:
+    """Pause the stream so the books can be balanced, check them, and carry on."""
+    await stream.stop()
+    await stream.resolve()
+    took = await confirmed_within(db, stream.outcomes, timeout_s=60)
+    await assert_books_balance(db, stream.outcomes)
+    recovered = time.monotonic() - fault_over
+    print(  # noqa: T201 - the suite reports recovery times
+        f"\n[{what}] recovered {recovered:.1f}s after the fault ended "
+        f"(last order confirmed {took:.1f}s after the check began); "
+        f"{len(stream.outcomes.accepted)} accepted, {len(stream.outcomes.refused)} refused"
+    )
+    stream.resume()
+
+
+async def test_orders_survive_broker_hang_kills_database_outage_and_rebalance_exactly_once(
+    own_infra: OwnInfra, own_stack: Stack, own_db: asyncpg.Connection
+) -> None:
+    settings = own_infra.settings
+    api = own_stack.start("api", **FAST_FAILURE_ENV)
+    relays = [own_stack.start("relay", **FAST_FAILURE_ENV) for _ in range(2)]
+    workers = [own_stack.start("worker", **FAST_FAILURE_ENV) for _ in range(2)]
+
+    async with OrderStream(api.url, rate=RATE) as stream:
+        # Warm-up: both workers have joined the group once the first orders are confirmed.
+        await asyncio.sleep(1.0)
+        await settle("warm-up", stream, own_db, time.monotonic())
+
+        # 1. The broker hangs: the api never waits on Kafka, so it keeps accepting, fast.
+        hang_started = time.monotonic()
+        own_infra.broker.signal(signal.SIGSTOP)
+        await asyncio.sleep(5.0)
+        own_infra.broker.signal(signal.SIGCONT)
+        hang_over = time.monotonic()
+        during = stream.outcomes.statuses(hang_started, hang_over)
+        assert set(during) == {201}, during
+        assert sum(during.values()) >= RATE * 4
+        assert stream.outcomes.slowest(hang_started, hang_over) < 1.0
+        await asyncio.sleep(1.0)
+        await settle("broker SIGSTOP 5s", stream, own_db, hang_over)
+
+        # 2. A relay and a worker die mid-batch and come back.
+        relays[0].stop(signal.SIGKILL)
+        workers[0].stop(signal.SIGKILL)
+        await asyncio.sleep(1.0)
+        relays[0] = own_stack.start("relay", **FAST_FAILURE_ENV)
+        workers[0] = own_stack.start("worker", **FAST_FAILURE_ENV)
+        restarted = time.monotonic()
+        await asyncio.sleep(1.0)
+        await settle("relay + worker SIGKILL", stream, own_db, restarted)
+
+        # 3. PostgreSQL goes away: fast 503 problem+json, readiness red, then green by itself.
+        outage_started = time.monotonic()
+        own_infra.postgres.stop()
+        await asyncio.sleep(1.5)
+        assert await asyncio.to_thread(readyz, api) == 503
+        await asyncio.sleep(1.5)
+        own_infra.postgres.start()
+        outage_over = time.monotonic()
+        deadline = outage_over + 20
+        while await asyncio.to_thread(readyz, api) != 200:
+            assert time.monotonic() < deadline, "api /readyz did not turn green"
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1.0)
+        answered = stream.outcomes.statuses(outage_started, outage_over)
+        assert answered[503] > 0, answered
+        assert set(answered) <= {201, 503}, answered
+        assert stream.outcomes.slowest(outage_started, outage_over) < REQUEST_TIMEOUT_S + 1
+        assert not stream.outcomes.not_problem_json, stream.outcomes.not_problem_json[:3]
+        await settle("PostgreSQL down 3s", stream, own_db, outage_over)
+
+        # 4. A third worker joins while messages are in flight: the group rebalances.
+        workers.append(own_stack.start("worker", **FAST_FAILURE_ENV))
+        joined = time.monotonic()
+        await asyncio.sleep(6.0)
+        await settle("rebalance to 3 workers", stream, own_db, joined)
+        await stream.stop()
+
+    assert all(w.process.poll() is None for w in [*workers, *relays, api])
+    records, duplicates = await assert_order_held_on_the_topic(
+        own_db, settings.kafka_bootstrap_servers, settings.kafka_order_topic
+    )
+    print(f"[topic] {records} records, {duplicates} redelivered duplicates")  # noqa: T201
+    async with httpx.AsyncClient(base_url=api.url) as client:
+        assert (await client.get("/readyz")).status_code == 200
