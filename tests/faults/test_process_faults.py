@@ -41,13 +41,17 @@ def readyz(service: Service) -> int:
 
 
 async def settle(
-    what: str, stream: OrderStream, db: asyncpg.Connection, fault_over: float
+    what: str, stream: OrderStream, dsn: str, fault_over: float
 ) -> None:
     """Pause the stream so the books can be balanced, check them, and carry on."""
     await stream.stop()
     await stream.resolve()
-    took = await confirmed_within(db, stream.outcomes, timeout_s=60)
-    await assert_books_balance(db, stream.outcomes)
+    db = await asyncpg.connect(dsn)  # a fresh one: the last may have died with PostgreSQL
+    try:
+        took = await confirmed_within(db, stream.outcomes, timeout_s=60)
+        await assert_books_balance(db, stream.outcomes)
+    finally:
+        await db.close()
     recovered = time.monotonic() - fault_over
     print(  # noqa: T201 - the suite reports recovery times
         f"\n[{what}] recovered {recovered:.1f}s after the fault ended "
@@ -58,9 +62,10 @@ async def settle(
 
 
 async def test_orders_survive_broker_hang_kills_database_outage_and_rebalance_exactly_once(
-    own_infra: OwnInfra, own_stack: Stack, own_db: asyncpg.Connection
+    own_infra: OwnInfra, own_stack: Stack
 ) -> None:
     settings = own_infra.settings
+    dsn = settings.asyncpg_dsn
     api = own_stack.start("api", **FAST_FAILURE_ENV)
     relays = [own_stack.start("relay", **FAST_FAILURE_ENV) for _ in range(2)]
     workers = [own_stack.start("worker", **FAST_FAILURE_ENV) for _ in range(2)]
@@ -68,7 +73,7 @@ async def test_orders_survive_broker_hang_kills_database_outage_and_rebalance_ex
     async with OrderStream(api.url, rate=RATE) as stream:
         # Warm-up: both workers have joined the group once the first orders are confirmed.
         await asyncio.sleep(1.0)
-        await settle("warm-up", stream, own_db, time.monotonic())
+        await settle("warm-up", stream, dsn, time.monotonic())
 
         # 1. The broker hangs: the api never waits on Kafka, so it keeps accepting, fast.
         hang_started = time.monotonic()
@@ -81,7 +86,7 @@ async def test_orders_survive_broker_hang_kills_database_outage_and_rebalance_ex
         assert sum(during.values()) >= RATE * 4
         assert stream.outcomes.slowest(hang_started, hang_over) < 1.0
         await asyncio.sleep(1.0)
-        await settle("broker SIGSTOP 5s", stream, own_db, hang_over)
+        await settle("broker SIGSTOP 5s", stream, dsn, hang_over)
 
         # 2. A relay and a worker die mid-batch and come back.
         relays[0].stop(signal.SIGKILL)
@@ -91,7 +96,7 @@ async def test_orders_survive_broker_hang_kills_database_outage_and_rebalance_ex
         workers[0] = own_stack.start("worker", **FAST_FAILURE_ENV)
         restarted = time.monotonic()
         await asyncio.sleep(1.0)
-        await settle("relay + worker SIGKILL", stream, own_db, restarted)
+        await settle("relay + worker SIGKILL", stream, dsn, restarted)
 
         # 3. PostgreSQL goes away: fast 503 problem+json, readiness red, then green by itself.
         outage_started = time.monotonic()
@@ -111,19 +116,23 @@ async def test_orders_survive_broker_hang_kills_database_outage_and_rebalance_ex
         assert set(answered) <= {201, 503}, answered
         assert stream.outcomes.slowest(outage_started, outage_over) < REQUEST_TIMEOUT_S + 1
         assert not stream.outcomes.not_problem_json, stream.outcomes.not_problem_json[:3]
-        await settle("PostgreSQL down 3s", stream, own_db, outage_over)
+        await settle("PostgreSQL down 3s", stream, dsn, outage_over)
 
         # 4. A third worker joins while messages are in flight: the group rebalances.
         workers.append(own_stack.start("worker", **FAST_FAILURE_ENV))
         joined = time.monotonic()
         await asyncio.sleep(6.0)
-        await settle("rebalance to 3 workers", stream, own_db, joined)
+        await settle("rebalance to 3 workers", stream, dsn, joined)
         await stream.stop()
 
     assert all(w.process.poll() is None for w in [*workers, *relays, api])
-    records, duplicates = await assert_order_held_on_the_topic(
-        own_db, settings.kafka_bootstrap_servers, settings.kafka_order_topic
-    )
+    db = await asyncpg.connect(dsn)
+    try:
+        records, duplicates = await assert_order_held_on_the_topic(
+            db, settings.kafka_bootstrap_servers, settings.kafka_order_topic
+        )
+    finally:
+        await db.close()
     print(f"[topic] {records} records, {duplicates} redelivered duplicates")  # noqa: T201
     async with httpx.AsyncClient(base_url=api.url) as client:
         assert (await client.get("/readyz")).status_code == 200

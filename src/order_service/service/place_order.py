@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -42,6 +42,21 @@ class OrderPlacement:
         self._topic = topic
         self._source = source
         self._in_flight = InFlightKeys()
+        self._tracer = tracer()
+
+    def _write_span(self, order: Order) -> AbstractContextManager[object]:
+        """A CLIENT span for the write, when the request is traced at all (else no cost)."""
+        if not trace.get_current_span().is_recording():
+            return nullcontext()
+        return self._tracer.start_as_current_span(
+            "INSERT orders outbox",
+            kind=trace.SpanKind.CLIENT,
+            attributes={
+                "db.system.name": "postgresql",
+                "db.operation.name": "INSERT",
+                "order.id": str(order.id),
+            },
+        )
 
     async def place(
         self,
@@ -51,28 +66,25 @@ class OrderPlacement:
         idempotency: IdempotencyContext | None = None,
     ) -> PlacementResult:
         order = Order.place(item, quantity)
-        event = OrderCreated.of(order)
-        carrier: dict[str, str] = {}
-        with tracer().start_as_current_span(
-            "INSERT orders outbox", kind=trace.SpanKind.CLIENT
-        ) as span:
-            span.set_attribute("db.system.name", "postgresql")
-            span.set_attribute("db.operation.name", "INSERT")
-            span.set_attribute("order.id", str(order.id))
+        fingerprint = ""
+        if idempotency is not None:
+            fingerprint = request_fingerprint(
+                idempotency.method, idempotency.path, {"item": item, "quantity": quantity}
+            )
+        with self._write_span(order):
             # G7: the trace context at write time travels with the event through the outbox.
-            propagate.inject(carrier)
+            carrier: dict[str, str] = {}
+            if trace.get_current_span().get_span_context().is_valid:
+                propagate.inject(carrier)
             message = order_created_message(
-                event, topic=self._topic, source=self._source, trace_headers=carrier
+                OrderCreated.of(order),
+                topic=self._topic,
+                source=self._source,
+                trace_headers=carrier,
             )
             status_code, body = render(order)
             claim = None
-            fingerprint = ""
             if idempotency is not None:
-                fingerprint = request_fingerprint(
-                    idempotency.method,
-                    idempotency.path,
-                    {"item": item, "quantity": quantity},
-                )
                 claim = IdempotencyClaim(
                     idempotency.principal, idempotency.key, fingerprint, status_code, body
                 )

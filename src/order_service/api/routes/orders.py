@@ -13,11 +13,10 @@ from fastapi.exceptions import RequestValidationError
 from starlette.responses import Response
 
 from order_service.api.deps import ContainerDep, IdempotencyKeyHeader, ReaderDep, WriterDep
+from order_service.api.order_replies import order_json, place_and_reply
 from order_service.api.schemas import OrderIn, OrderOut, OrderPage, Problem, SeedOrderOut
-from order_service.domain.order import Order, OrderStatus
-from order_service.observability.metrics import IDEMPOTENT_REPLAYS, ORDERS_CREATED
+from order_service.domain.order import OrderStatus
 from order_service.persistence.order_queries import get_order, list_orders
-from order_service.service.place_order import IdempotencyContext, PlacementResult, Renderer
 
 router = APIRouter(tags=["orders"])
 
@@ -27,60 +26,17 @@ _ERRORS: dict[int | str, dict[str, object]] = {
 }
 
 
-def order_json(order: Order) -> dict[str, object]:
-    return {
-        "id": str(order.id),
-        "item": order.item,
-        "quantity": order.quantity,
-        "status": order.status.value,
-        "created_at": order.created_at.isoformat(),
-        "updated_at": order.updated_at.isoformat(),
-    }
-
-
-def _render_created(order: Order) -> tuple[int, bytes]:
-    return 201, orjson.dumps(order_json(order))
-
-
-def _render_seed(order: Order) -> tuple[int, bytes]:
-    return 200, orjson.dumps(
-        {
-            "message": "Order placed successfully",
-            "order_id": str(order.id),
-            "item": order.item,
-            "quantity": order.quantity,
-            "status": order.status.value,
-        }
-    )
-
-
 async def _place(
     container: ContainerDep,
     request: Request,
     body: OrderIn,
-    principal_subject: str,
+    subject: str,
     key: str | None,
-    render: Renderer,
     endpoint: str,
-) -> PlacementResult:
-    idempotency = (
-        IdempotencyContext(principal_subject, key, request.method, request.url.path)
-        if key
-        else None
+) -> Response:
+    return await place_and_reply(
+        container, request.url.path, body.item, body.quantity, subject, key, endpoint
     )
-    result = await container.placement.place(body.item, body.quantity, render, idempotency)
-    if result.replayed:
-        IDEMPOTENT_REPLAYS.inc()
-    else:
-        ORDERS_CREATED.labels(endpoint=endpoint).inc()
-    return result
-
-
-def _reply(result: PlacementResult, *, location: bool) -> Response:
-    headers = {"Location": f"/orders/{result.order_id}"} if location else {}
-    if result.replayed:
-        headers["Idempotency-Replayed"] = "true"
-    return Response(result.body, result.status_code, headers, media_type="application/json")
 
 
 @router.post(
@@ -97,10 +53,7 @@ async def create_order(
     principal: WriterDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
-    result = await _place(
-        container, request, body, principal.subject, idempotency_key, _render_created, "orders"
-    )
-    return _reply(result, location=True)
+    return await _place(container, request, body, principal.subject, idempotency_key, "orders")
 
 
 @router.post(
@@ -117,10 +70,7 @@ async def create_order_seed(
     principal: WriterDep,
     idempotency_key: IdempotencyKeyHeader = None,
 ) -> Response:
-    result = await _place(
-        container, request, body, principal.subject, idempotency_key, _render_seed, "order"
-    )
-    return _reply(result, location=False)
+    return await _place(container, request, body, principal.subject, idempotency_key, "order")
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut, responses=_ERRORS)
