@@ -127,9 +127,7 @@ class OrderStream:
         assert not self.outcomes.unknown, f"unresolved after retries: {self.outcomes.unknown}"
 
 
-async def confirmed_within(
-    db: asyncpg.Connection, outcomes: Outcomes, timeout_s: float
-) -> float:
+async def confirmed_within(db: asyncpg.Connection, outcomes: Outcomes, timeout_s: float) -> float:
     """Seconds until every accepted order is CONFIRMED; fails with the stragglers otherwise."""
     started = time.monotonic()
     ids = [uuid.UUID(i) for i in outcomes.accepted.values()]

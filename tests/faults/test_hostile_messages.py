@@ -53,10 +53,10 @@ async def test_hostile_messages_are_dead_lettered_with_reasons_and_replay_fixes_
     await until_confirmed(db, order)
     dead = await wait_for_records(settings.kafka_bootstrap_servers, settings.dlq_topic, 5, 30)
 
-    assert [r.headers["dlq.error.type"] for r in dead] == expected
-    assert [r.headers["dlq.original.offset"] for r in dead] == ["0", "1", "2", "3", "4"]
+    by_offset = {int(r.headers["dlq.original.offset"]): r for r in dead}
+    assert [by_offset[i].headers["dlq.error.type"] for i in range(5)] == expected
     assert all(r.headers["dlq.error.message"] for r in dead)
-    assert len(dead[3].value) > HUGE
+    assert len(by_offset[3].value) > HUGE
     assert await status_of(db, ghost) is None
 
     # Fix the cause (the order now exists), then replay through the CLI as an operator would.

@@ -40,9 +40,7 @@ def readyz(service: Service) -> int:
         return 0
 
 
-async def settle(
-    what: str, stream: OrderStream, dsn: str, fault_over: float
-) -> None:
+async def settle(what: str, stream: OrderStream, dsn: str, fault_over: float) -> None:
     """Pause the stream so the books can be balanced, check them, and carry on."""
     await stream.stop()
     await stream.resolve()
@@ -53,7 +51,7 @@ async def settle(
     finally:
         await db.close()
     recovered = time.monotonic() - fault_over
-    print(  # noqa: T201 - the suite reports recovery times
+    print(
         f"\n[{what}] recovered {recovered:.1f}s after the fault ended "
         f"(last order confirmed {took:.1f}s after the check began); "
         f"{len(stream.outcomes.accepted)} accepted, {len(stream.outcomes.refused)} refused"
@@ -133,6 +131,6 @@ async def test_orders_survive_broker_hang_kills_database_outage_and_rebalance_ex
         )
     finally:
         await db.close()
-    print(f"[topic] {records} records, {duplicates} redelivered duplicates")  # noqa: T201
+    print(f"[topic] {records} records, {duplicates} redelivered duplicates")
     async with httpx.AsyncClient(base_url=api.url) as client:
         assert (await client.get("/readyz")).status_code == 200

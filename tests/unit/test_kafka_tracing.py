@@ -22,7 +22,20 @@ def spans(monkeypatch: pytest.MonkeyPatch) -> InMemorySpanExporter:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     monkeypatch.setattr(kafka_tracing, "tracer", lambda: provider.get_tracer("test"))
+    monkeypatch.setattr(kafka_tracing, "tracing_enabled", lambda: True)
     return exporter
+
+
+def test_untraced_processes_pass_the_stored_context_on_without_a_span(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(kafka_tracing, "tracing_enabled", lambda: False)
+    stored = {"ce_id": "e1", "traceparent": f"00-{TRACE_ID}-{REQUEST_SPAN}-01"}
+
+    span, sent = kafka_tracing.start_publish_span("orders.created", "k", "e1", stored)
+
+    assert not span.is_recording()
+    assert sent == stored
 
 
 def record(headers: dict[str, str]) -> ConsumerRecord:

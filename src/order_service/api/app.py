@@ -54,7 +54,11 @@ def create_app(settings: Settings) -> FastAPI:
     # Added innermost first: metrics see everything, the body limit refuses before anything
     # parses, and the fast path serves the hot POSTs ahead of FastAPI's routing.
     app.add_middleware(OrderFastPath)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        body_timeout_s=settings.request_timeout_s,
+    )
     app.add_middleware(HttpMetricsMiddleware)
     return app
 

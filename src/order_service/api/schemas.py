@@ -6,9 +6,17 @@ from datetime import datetime
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, field_validator
 
 from order_service.domain.order import ITEM_MAX_LENGTH, QUANTITY_MAX, QUANTITY_MIN, OrderStatus
+
+
+def _whole_number(value: object) -> object:
+    # JSON Schema's "integer" (what our OpenAPI publishes) includes 2.0: take it as 2. Strings,
+    # booleans and 2.5 stay refused.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 class OrderIn(BaseModel):
@@ -19,13 +27,18 @@ class OrderIn(BaseModel):
     )
 
     item: Annotated[str, Field(min_length=1, max_length=ITEM_MAX_LENGTH)]
-    quantity: Annotated[StrictInt, Field(ge=QUANTITY_MIN, le=QUANTITY_MAX)]
+    quantity: Annotated[
+        StrictInt, Field(ge=QUANTITY_MIN, le=QUANTITY_MAX), BeforeValidator(_whole_number)
+    ]
 
     @field_validator("item")
     @classmethod
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("must not be blank")
+        if "\x00" in value:
+            # PostgreSQL text cannot hold NUL: refuse it here rather than fail at the INSERT.
+            raise ValueError("must not contain NUL characters")
         return value
 
 

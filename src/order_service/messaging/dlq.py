@@ -8,6 +8,7 @@ the `dlq.*` headers; the worker's inbox makes a replay of an already applied eve
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -106,33 +107,45 @@ async def replay_dlq(settings: Settings, *, limit: int | None = None, dry_run: b
 async def _replay(
     consumer: AIOKafkaConsumer, producer: AIOKafkaProducer | None, limit: int | None
 ) -> int:
+    # Only what was dead-lettered before the replay began: a message that is still poison comes
+    # straight back from a live worker, and replaying it again would ping-pong forever.
+    started_ms = int(time.time() * 1000)
     moved = 0
     while limit is None or moved < limit:
         batch = await consumer.getmany(
             timeout_ms=int(IDLE_S * 1000), max_records=None if limit is None else limit - moved
         )
-        records = [r for rs in batch.values() for r in rs]
-        if not records:
+        if not batch:
             break
         futures = []
-        for record in records:
-            target = header(record.headers, "dlq.original.topic")
-            if target is None:
-                log.warning("dlq_replay_skipped", partition=record.partition, offset=record.offset)
-                continue
-            moved += 1
-            if producer is not None:
-                futures.append(
-                    await producer.send(
-                        target,
-                        value=record.value,
-                        key=record.key,
-                        headers=original_headers(record.headers),
+        done: dict[TopicPartition, int] = {}
+        for tp, partition_records in batch.items():
+            for record in partition_records:
+                if record.timestamp >= started_ms:
+                    consumer.pause(tp)
+                    break
+                done[tp] = record.offset + 1
+                target = header(record.headers, "dlq.original.topic")
+                if target is None:
+                    log.warning(
+                        "dlq_replay_skipped", partition=record.partition, offset=record.offset
                     )
-                )
-        if producer is None:
-            continue
-        await asyncio.gather(*futures)
-        await consumer.commit({tp: rs[-1].offset + 1 for tp, rs in batch.items()})
+                    continue
+                moved += 1
+                if producer is not None:
+                    futures.append(
+                        await producer.send(
+                            target,
+                            value=record.value,
+                            key=record.key,
+                            headers=original_headers(record.headers),
+                        )
+                    )
+        if producer is not None:
+            await asyncio.gather(*futures)
+            if done:
+                await consumer.commit(done)
+        if consumer.assignment() <= consumer.paused():
+            break
     log.info("dlq_replayed", count=moved, dry_run=producer is None)
     return moved

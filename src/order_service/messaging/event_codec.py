@@ -18,6 +18,7 @@ from order_service.domain.events import EVENT_SCHEMA_VERSION, ORDER_CREATED_TYPE
 from order_service.domain.order import ITEM_MAX_LENGTH, QUANTITY_MAX, QUANTITY_MIN, OrderStatus
 
 MAX_EVENT_BYTES = 256 * 1024
+_STATUSES = frozenset(s.value for s in OrderStatus)
 
 
 class Poison(Exception):
@@ -80,7 +81,7 @@ def validate_payload(payload: Any) -> UUID:
         or not QUANTITY_MIN <= quantity <= QUANTITY_MAX
     ):
         raise Poison("invalid_schema", f"quantity must be an integer {QUANTITY_MIN}-{QUANTITY_MAX}")
-    if payload.get("status") not in {s.value for s in OrderStatus}:
+    if payload.get("status") not in _STATUSES:
         raise Poison("invalid_schema", "status is not a known order status")
     for field in ("created_at", "updated_at"):
         if _time(payload.get(field)) is None:

@@ -73,6 +73,9 @@ def create_consumer(settings: Settings, *topics: str, **overrides: Any) -> AIOKa
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",
         "isolation_level": "read_committed",
+        # The broker answers a fetch as soon as one byte is there, or after this long: keep it
+        # short so a quiet partition's next event is not held back (end-to-end latency).
+        "fetch_max_wait_ms": 100,
     }
     options.update(overrides)
     return AIOKafkaConsumer(*topics, **options)

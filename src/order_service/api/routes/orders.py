@@ -73,7 +73,11 @@ async def create_order_seed(
     return await _place(container, request, body, principal.subject, idempotency_key, "order")
 
 
-@router.get("/orders/{order_id}", response_model=OrderOut, responses=_ERRORS)
+@router.get(
+    "/orders/{order_id}",
+    response_model=OrderOut,
+    responses={**_ERRORS, 404: {"model": Problem, "content": {"application/problem+json": {}}}},
+)
 async def read_order(order_id: UUID, container: ContainerDep, _: ReaderDep) -> Response:
     order = await get_order(container.pool, order_id)
     if order is None:
