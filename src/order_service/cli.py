@@ -184,6 +184,35 @@ def dev(
         _fail(str(exc))
 
 
+@app.command()
+def doctor(
+    api: Annotated[str, typer.Option(help="The api's base URL.")] = "http://127.0.0.1:8000",
+    relay: str = "http://127.0.0.1:8001",
+    worker: str = "http://127.0.0.1:8002",
+    prometheus: Annotated[str | None, typer.Option(help="e.g. http://localhost:9090")] = None,
+    grafana: Annotated[str | None, typer.Option(help="e.g. http://localhost:3000")] = None,
+    jaeger: Annotated[str | None, typer.Option(help="e.g. http://localhost:16686")] = None,
+    alertmanager: Annotated[str | None, typer.Option(help="e.g. http://localhost:9093")] = None,
+) -> None:
+    """Check every endpoint of a running stack and print a table; exit 1 if any fails."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from order_service.doctor import Targets, diagnose
+
+    targets = Targets(api, relay, worker, prometheus, grafana, jaeger, alertmanager)
+    results = asyncio.run(diagnose(targets))
+    table = Table(title="order-service doctor")
+    for column in ("check", "url", "result"):
+        table.add_column(column)
+    for result in results:
+        mark = "[green]ok[/]" if result.ok else "[red]FAIL[/]"
+        table.add_row(result.check.name, result.check.url, f"{mark} {result.detail}")
+    Console().print(table)
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
 def _register_optional_commands() -> None:
     try:
         from order_service.loadtest.command import loadtest

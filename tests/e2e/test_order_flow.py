@@ -89,3 +89,31 @@ async def test_a_process_whose_database_is_unreachable_exits_with_one_clear_line
         lines = [line for line in service.output().splitlines() if line.strip()]
         assert code != 0
         assert any("PostgreSQL" in line or "database" in line.lower() for line in lines[-3:]), lines
+
+
+def test_doctor_passes_on_a_running_stack_and_fails_when_a_process_is_down(stack: Stack) -> None:
+    import subprocess
+    import sys
+
+    api, relay, worker = (stack.start(name) for name in ("api", "relay", "worker"))
+    command = [
+        sys.executable,
+        "-m",
+        "order_service",
+        "doctor",
+        "--api",
+        api.url,
+        "--relay",
+        relay.url,
+        "--worker",
+        worker.url,
+    ]
+
+    healthy = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    worker.stop()
+    broken = subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    assert healthy.returncode == 0, healthy.stdout
+    assert "FAIL" not in healthy.stdout and healthy.stdout.count("ok") >= 9
+    assert broken.returncode == 1
+    assert "worker ready" in broken.stdout and "FAIL" in broken.stdout
