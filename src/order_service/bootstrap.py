@@ -42,6 +42,7 @@ async def build_api(settings: Settings) -> ApiContainer:
         pool,
         max_batch=settings.write_batch_max,
         max_concurrent_flushes=max(1, settings.db_pool_max_size // 2),
+        acquire_timeout_s=settings.db_connect_timeout_s,
     )
     placement = OrderPlacement(
         writer, topic=settings.kafka_order_topic, source=settings.service_name

@@ -6,6 +6,7 @@ import asyncio
 import signal
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -65,6 +66,8 @@ async def test_a_stopped_database_gives_503_fast_and_service_resumes_by_itself(
 
     started = time.monotonic()
     down = await outage_client.post("/orders", json=BODY, headers={"Idempotency-Key": "a"})
+    read = await outage_client.get(f"/orders/{uuid.uuid4()}")
+    listing = await outage_client.get("/orders")
     ready = await outage_client.get("/readyz")
     elapsed = time.monotonic() - started
 
@@ -72,6 +75,8 @@ async def test_a_stopped_database_gives_503_fast_and_service_resumes_by_itself(
     assert down.headers["content-type"] == "application/problem+json"
     assert down.headers["retry-after"] == "1"
     assert ready.status_code == 503 and ready.json()["checks"]["database"] == "down"
+    assert read.status_code == listing.status_code == 503
+    assert read.headers["content-type"] == "application/problem+json"
     assert elapsed < 10
 
     own_postgres.start()
@@ -89,8 +94,10 @@ async def test_a_frozen_database_gives_503_within_the_timeout_not_a_hang(
     own_postgres.signal(signal.SIGSTOP)
     try:
         started = time.monotonic()
+        # More requests than pooled connections: the waits for a connection are bounded too.
         responses = await asyncio.gather(
-            *(outage_client.post("/orders", json=BODY) for _ in range(5))
+            *(outage_client.post("/orders", json=BODY) for _ in range(30)),
+            *(outage_client.get("/orders") for _ in range(15)),
         )
         elapsed = time.monotonic() - started
     finally:

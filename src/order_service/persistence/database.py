@@ -7,12 +7,15 @@ SQLModel describe the schema and drive Alembic.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import asyncpg
 
 from order_service.config import Settings
-from order_service.observability.metrics import DB_POOL_IN_USE, DB_POOL_SIZE
+from order_service.domain.errors import ServiceUnavailable
+from order_service.observability.metrics import DB_POOL_IN_USE, DB_POOL_SIZE, DB_UNAVAILABLE
 
 # Errors that mean "the database is not there right now", as opposed to a bad statement.
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
@@ -31,6 +34,18 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 
 def is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, UNAVAILABLE_ERRORS)
+
+
+@contextmanager
+def database_errors_as_unavailable(op: str) -> Iterator[None]:
+    """An unreachable database becomes ServiceUnavailable (503 at the edge); bugs stay bugs."""
+    try:
+        yield
+    except Exception as exc:
+        if not is_unavailable(exc):
+            raise
+        DB_UNAVAILABLE.labels(op=op).inc()
+        raise ServiceUnavailable("the database is unavailable") from exc
 
 
 def _server_settings(settings: Settings) -> dict[str, str]:

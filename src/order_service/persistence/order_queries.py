@@ -22,17 +22,22 @@ def _to_order(row: asyncpg.Record) -> Order:
     )
 
 
-async def get_order(pool: asyncpg.Pool, order_id: UUID) -> Order | None:
-    async with pool.acquire() as conn:
+async def get_order(pool: asyncpg.Pool, order_id: UUID, *, timeout_s: float) -> Order | None:
+    async with pool.acquire(timeout=timeout_s) as conn:
         row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM orders WHERE id = $1", order_id)
     return _to_order(row) if row else None
 
 
 async def list_orders(
-    pool: asyncpg.Pool, *, status: OrderStatus | None, after: UUID | None, limit: int
+    pool: asyncpg.Pool,
+    *,
+    status: OrderStatus | None,
+    after: UUID | None,
+    limit: int,
+    timeout_s: float,
 ) -> tuple[list[Order], UUID | None]:
     """One page, newest first, and the cursor of the next page (None on the last)."""
-    async with pool.acquire() as conn:
+    async with pool.acquire(timeout=timeout_s) as conn:
         rows = await conn.fetch(
             f"""SELECT {_COLUMNS} FROM orders
                 WHERE ($1::text IS NULL OR status = $1) AND ($2::uuid IS NULL OR id < $2)

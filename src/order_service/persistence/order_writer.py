@@ -105,8 +105,17 @@ _Pending = tuple[WriteRequest, "asyncio.Future[WriteOutcome]", trace.SpanContext
 
 
 class OrderWriter:
-    def __init__(self, pool: asyncpg.Pool, *, max_batch: int, max_concurrent_flushes: int) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        max_batch: int,
+        max_concurrent_flushes: int,
+        acquire_timeout_s: float,
+    ) -> None:
         self._pool = pool
+        # Waiting for a connection is bounded too: a frozen database must give 503, not a hang.
+        self._acquire_timeout_s = acquire_timeout_s
         self._max_batch = max_batch
         self._slots = max(1, max_concurrent_flushes)
         self._active = 0
@@ -166,7 +175,7 @@ class OrderWriter:
 
     async def _write_batch(self, requests: Sequence[WriteRequest]) -> list[WriteOutcome]:
         columns = _columns(requests)
-        async with self._pool.acquire() as conn:
+        async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:
             created = {row["id"] for row in await conn.fetch(_INSERT_BATCH, *columns)}
             refused = [r.claim for r in requests if r.order.id not in created and r.claim]
             earlier: dict[tuple[str, str], StoredResponse] = {}

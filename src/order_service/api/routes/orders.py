@@ -16,6 +16,7 @@ from order_service.api.deps import ContainerDep, IdempotencyKeyHeader, ReaderDep
 from order_service.api.order_replies import order_json, place_and_reply
 from order_service.api.schemas import OrderIn, OrderOut, OrderPage, Problem, SeedOrderOut
 from order_service.domain.order import OrderStatus
+from order_service.persistence.database import database_errors_as_unavailable
 from order_service.persistence.order_queries import get_order, list_orders
 
 router = APIRouter(tags=["orders"])
@@ -79,7 +80,10 @@ async def create_order_seed(
     responses={**_ERRORS, 404: {"model": Problem, "content": {"application/problem+json": {}}}},
 )
 async def read_order(order_id: UUID, container: ContainerDep, _: ReaderDep) -> Response:
-    order = await get_order(container.pool, order_id)
+    with database_errors_as_unavailable("read"):
+        order = await get_order(
+            container.pool, order_id, timeout_s=container.settings.db_connect_timeout_s
+        )
     if order is None:
         raise HTTPException(404, f"order {order_id} does not exist")
     return Response(orjson.dumps(order_json(order)), media_type="application/json")
@@ -113,7 +117,14 @@ async def browse_orders(
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
     after = _decode_cursor(cursor) if cursor else None
-    orders, next_after = await list_orders(container.pool, status=status, after=after, limit=limit)
+    with database_errors_as_unavailable("list"):
+        orders, next_after = await list_orders(
+            container.pool,
+            status=status,
+            after=after,
+            limit=limit,
+            timeout_s=container.settings.db_connect_timeout_s,
+        )
     page = {
         "items": [order_json(o) for o in orders],
         "next_cursor": _encode_cursor(next_after) if next_after else None,
