@@ -95,6 +95,8 @@ def api(
         asyncio.run(preflight())
     except StartupError as exc:
         _fail(str(exc))
+    if workers > 1:
+        _share_metrics_between_workers()
     uvicorn.run(
         "order_service.api.app:app_from_environment",
         factory=True,
@@ -108,6 +110,16 @@ def api(
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
         lifespan="on",
     )
+
+
+def _share_metrics_between_workers() -> None:
+    """Several uvicorn workers: prometheus-client's multiprocess mode, so /metrics (answered by
+    any one worker) adds up every worker's counters. Must be set before metrics are created."""
+    import os
+    import tempfile
+
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="order-service-metrics-")
 
 
 @app.command()
