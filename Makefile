@@ -31,12 +31,12 @@ test-fast: install ## unit tests only
 	$(BIN)/pytest -q tests/unit
 
 lint: install ## ruff + black --check
-	$(BIN)/ruff check src tests bench order
-	$(BIN)/black --check --quiet src tests bench order
+	$(BIN)/ruff check src tests bench order deploy
+	$(BIN)/black --check --quiet src tests bench order deploy
 
 format: install ## black + ruff --fix
-	$(BIN)/ruff check --fix src tests bench order
-	$(BIN)/black --quiet src tests bench order
+	$(BIN)/ruff check --fix src tests bench order deploy
+	$(BIN)/black --quiet src tests bench order deploy
 
 typecheck: install ## mypy --strict on src/
 	$(BIN)/mypy src

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from tests.observability.prometheus_server import DEPLOY
@@ -41,18 +44,22 @@ def panels(board: dict[str, Any]) -> Iterator[dict[str, Any]]:
         yield from panel.get("panels", [])
 
 
+def _load_preview() -> ModuleType:
+    """deploy/grafana/preview.py owns the macro replacement; the tests use the same code."""
+    spec = importlib.util.spec_from_file_location("grafana_preview", DEPLOY / "grafana/preview.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("grafana_preview", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+_preview = _load_preview()
+
+
 def concrete(expr: str, board: dict[str, Any], rate_interval: str, range_: str) -> str:
-    """Replaces Grafana's macros and the board's variables the way Grafana would."""
-    for name, value in (
-        ("__rate_interval", rate_interval),
-        ("__interval", rate_interval),
-        ("__range", range_),
-    ):
-        expr = expr.replace(f"${{{name}}}", value).replace(f"${name}", value)
-    for var in board.get("templating", {}).get("list", []):
-        # "All" of a multi-value variable expands to its allValue regex.
-        expr = expr.replace(f"${{{var['name']}}}", var["allValue"])
-        expr = expr.replace(f"${var['name']}", var["allValue"])
+    """Grafana's macros and the board's "All" variables, replaced as Grafana would."""
+    expr = str(_preview.concrete(expr, board, rate_interval, range_))
     assert "$" not in expr, f"unresolved variable in {expr!r}"
     return expr
 

@@ -21,14 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
 from order_service.config import Settings
 from order_service.devstack.ports import free_port
 from order_service.messaging.kafka_client import create_producer, ensure_topics
-from tests.conftest import TEMPLATE_DB, Infra, make_settings
+from tests.conftest import Infra, create_database, drop_database, make_settings
 from tests.observability.dashboards import PanelQuery, panel_queries
 from tests.observability.prometheus_server import (
     DEPLOY,
@@ -95,24 +94,6 @@ def service_env(settings: Settings) -> dict[str, str]:
     for name, value in settings.model_dump(exclude_none=True).items():
         env[name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
     return env
-
-
-async def create_database(infra: Infra) -> str:
-    name = f"t_obs_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(infra.admin_dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
-    finally:
-        await conn.close()
-    return name
-
-
-async def drop_database(infra: Infra, name: str) -> None:
-    conn = await asyncpg.connect(infra.admin_dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
 
 
 async def traffic_wave(api: str, orders: int) -> int:
@@ -184,7 +165,7 @@ def scrape_job(name: str, port: int) -> dict[str, Any]:
 def live(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
     assert CLI.exists(), f"{CLI} missing: run `make install`"
     workdir = tmp_path_factory.mktemp("live-stack")
-    database = asyncio.run(create_database(infra))
+    database = asyncio.run(create_database(infra, "t_obs"))
     settings = make_settings(infra, database, worker_max_attempts=2, log_level="WARNING")
     asyncio.run(ensure_topics(settings))
     # Traces are exported (to a real OTLP receiver), so the histograms carry exemplars.
@@ -296,3 +277,36 @@ def test_latency_histograms_carry_trace_id_exemplars(live: LiveStack) -> None:
     trace_ids = [e["labels"].get("trace_id") for series in data for e in series["exemplars"]]
     assert trace_ids, "no exemplars on http_request_duration_seconds"
     assert all(t and len(t) == 32 for t in trace_ids)
+
+
+def test_previews_drawn_from_live_data_show_every_panel_over_our_metrics(
+    live: LiveStack, tmp_path: Path
+) -> None:
+    from tests.observability.dashboards import KAFKA_EXPORTER_METRIC, load_dashboards, panels
+    from tests.observability.test_dashboard_previews import load_preview, panel_groups, polylines
+
+    window = ["--start", repr(live.start), "--end", repr(live.end)]
+    args = ["--prometheus", live.prometheus.url, *window, "--rate-interval", RATE_INTERVAL]
+    assert load_preview().main([*args, "--out", str(tmp_path)]) == 0
+    written = sorted(tmp_path.glob("*.svg"))
+    boards = load_dashboards()
+    assert sorted(p.name for p in written) == sorted(n.replace(".json", ".svg") for n in boards)
+    blank = []
+    for name, board in sorted(boards.items()):
+        svg = (tmp_path / name.replace(".json", ".svg")).read_text(encoding="utf-8")
+        assert len(svg.encode()) < 300_000, f"{name}: preview too large to commit"
+        groups = panel_groups(svg)
+        for panel in panels(board):
+            group = groups[f"panel-{panel['id']}"]
+            exprs = [t["expr"] for t in panel.get("targets", [])]
+            if not exprs or all(KAFKA_EXPORTER_METRIC.search(e) for e in exprs):
+                continue  # rows, and kafka-exporter panels (it cannot run here)
+            values = [t for t in group.iter() if "value" in t.get("class", "").split()]
+            if not polylines(group) and not values:
+                blank.append(f"{name} / {panel['title']}")
+    assert not blank, "previews without data:\n" + "\n".join(blank)
+    # ORDER_SERVICE_WRITE_PREVIEWS=docs/dashboards regenerates the committed previews.
+    if target := os.environ.get("ORDER_SERVICE_WRITE_PREVIEWS"):
+        (REPO / target).mkdir(parents=True, exist_ok=True)
+        for path in written:
+            (REPO / target / path.name).write_bytes(path.read_bytes())
