@@ -46,9 +46,11 @@ def _init_observability(settings: Settings, process: str) -> None:
 def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     """Run `main(stop)`; SIGTERM/SIGINT set `stop` and the process drains (G8)."""
     from order_service.bootstrap import StartupError
+    from order_service.gc_tuning import freeze_startup_objects
     from order_service.observability.tracing import shutdown_tracing
 
     async def runner() -> None:
+        freeze_startup_objects()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

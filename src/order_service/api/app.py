@@ -14,6 +14,7 @@ from order_service.api.problems import install_problem_handlers
 from order_service.api.routes import health, orders
 from order_service.bootstrap import build_api, close_api
 from order_service.config import Settings
+from order_service.gc_tuning import freeze_startup_objects
 from order_service.observability.http_metrics import HttpMetricsMiddleware
 from order_service.observability.tracing import configure_tracing
 
@@ -35,6 +36,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.container = await build_api(settings)
+        freeze_startup_objects()
         try:
             yield
         finally:
