@@ -1,9 +1,11 @@
 # order-service — every command a developer or CI needs. `make help` lists them.
 SHELL := /bin/bash
-PYTHON ?= python3.11
+PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-UV := $(shell command -v uv 2>/dev/null)
+# uv from PATH, else a private copy in .uv/ (a venv of its own: works where pip refuses to
+# install into the system Python, PEP 668).
+UV := $(or $(shell command -v uv 2>/dev/null),.uv/bin/uv)
 
 .DEFAULT_GOAL := help
 .PHONY: help install dev test test-fast lint format typecheck bench migrate clean system-deps
@@ -12,8 +14,9 @@ help: ## list the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(BIN)/order-service: pyproject.toml uv.lock
-	@if [ -z "$(UV)" ]; then $(PYTHON) -m pip install --quiet --disable-pip-version-check uv; fi
-	uv sync --frozen --python $(PYTHON) --extra aws
+	@if [ ! -x "$(UV)" ]; then \
+	  $(PYTHON) -m venv .uv && .uv/bin/pip install --quiet --disable-pip-version-check uv; fi
+	$(UV) sync --frozen --python $(PYTHON) --extra aws
 	@touch $@
 
 install: $(BIN)/order-service ## create .venv/ from the lock file (uv), CLI at .venv/bin/order-service
@@ -48,4 +51,4 @@ bench: install system-deps ## measure: framework ceiling vs seed design vs our s
 	$(BIN)/python -m bench
 
 clean: ## remove the venv and the dev data
-	rm -rf $(VENV) .dev .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-helm .uv .dev .mypy_cache .ruff_cache
