@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+from aiokafka import ConsumerRecord
 
 from order_service.config import Settings
 from order_service.domain.events import OrderCreated
@@ -151,3 +152,28 @@ async def produce(settings: Settings, messages: list[Raw], *, partition: int | N
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
+
+
+def consumer_record(
+    headers: list[tuple[str, bytes]],
+    *,
+    topic: str = "orders.created",
+    partition: int = 0,
+    offset: int = 0,
+    key: bytes = b"k",
+    value: bytes = b"{}",
+) -> ConsumerRecord:
+    """A record as aiokafka hands it to the worker, for the pure functions that read one."""
+    return ConsumerRecord(
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=key,
+        value=value,
+        checksum=None,
+        serialized_key_size=len(key),
+        serialized_value_size=len(value),
+        headers=headers,
+    )

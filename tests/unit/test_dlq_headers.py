@@ -7,21 +7,12 @@ from datetime import datetime
 from aiokafka import ConsumerRecord
 
 from order_service.messaging.dlq import MAX_ERROR_MESSAGE, dlq_headers, header, original_headers
+from tests.factories import consumer_record
 
 
 def record() -> ConsumerRecord:
-    return ConsumerRecord(
-        topic="orders.created",
-        partition=2,
-        offset=41,
-        timestamp=0,
-        timestamp_type=0,
-        key=b"k",
-        value=b"v",
-        checksum=None,
-        serialized_key_size=1,
-        serialized_value_size=1,
-        headers=[("ce_id", b"abc"), ("traceparent", b"00-x")],
+    return consumer_record(
+        [("ce_id", b"abc"), ("traceparent", b"00-x")], partition=2, offset=41, value=b"v"
     )
 
 

@@ -11,6 +11,7 @@ from opentelemetry.trace import SpanKind
 
 from order_service.messaging import kafka_tracing
 from order_service.messaging.envelope import kafka_headers
+from tests.factories import consumer_record
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 REQUEST_SPAN = "00f067aa0ba902b7"
@@ -39,19 +40,7 @@ def test_untraced_processes_pass_the_stored_context_on_without_a_span(
 
 
 def record(headers: dict[str, str]) -> ConsumerRecord:
-    return ConsumerRecord(
-        topic="orders.created",
-        partition=0,
-        offset=7,
-        timestamp=0,
-        timestamp_type=0,
-        key=b"k",
-        value=b"{}",
-        checksum=None,
-        serialized_key_size=1,
-        serialized_value_size=2,
-        headers=kafka_headers(headers),
-    )
+    return consumer_record(kafka_headers(headers), offset=7)
 
 
 def test_the_sent_traceparent_is_the_publish_span_a_child_of_the_request(
