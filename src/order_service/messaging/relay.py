@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer
 from opentelemetry.trace import Span
 
 from order_service.config import Settings
-from order_service.messaging.envelope import kafka_headers
+from order_service.messaging.batch_send import OutgoingMessage, send_in_batches
 from order_service.messaging.kafka_tracing import end_spans, start_publish_span
 from order_service.messaging.lifecycle import (
     ShutdownClock,
@@ -113,18 +113,12 @@ class Relay:
     async def _publish(self, rows: list[ClaimedRow]) -> None:
         spans: list[Span] = []
         try:
-            futures = []
+            outgoing = []
             for row in rows:
                 span, headers = start_publish_span(row.topic, row.key, row.event_id, row.headers)
                 spans.append(span)
-                futures.append(
-                    await self._producer.send(
-                        row.topic,
-                        value=row.payload,
-                        key=row.key.encode(),
-                        headers=kafka_headers(headers),
-                    )
-                )
+                outgoing.append(OutgoingMessage(row.topic, row.key.encode(), row.payload, headers))
+            futures = await send_in_batches(self._producer, outgoing)
             async with asyncio.timeout(self._publish_timeout_s):
                 results = await asyncio.gather(*futures, return_exceptions=True)
         except Exception as exc:
