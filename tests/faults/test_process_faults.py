@@ -82,7 +82,7 @@ async def test_orders_survive_broker_hang_kills_database_outage_and_rebalance_ex
         during = stream.outcomes.statuses(hang_started, hang_over)
         assert set(during) == {201}, during
         assert sum(during.values()) >= RATE * 4
-        # Well under the 5 s hang: no request waited for the broker (speed itself is `make bench`'s).
+        # Well under the 5 s hang: no request waited for the broker (speed is for make bench).
         assert stream.outcomes.slowest(hang_started, hang_over) < 2.5
         await asyncio.sleep(1.0)
         await settle("broker SIGSTOP 5s", stream, dsn, hang_over)
