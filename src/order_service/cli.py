@@ -45,7 +45,7 @@ def _init_observability(settings: Settings, process: str) -> None:
 
 def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     """Run `main(stop)`; SIGTERM/SIGINT set `stop` and the process drains (G8)."""
-    from order_service.bootstrap import StartupError
+    from order_service.domain.errors import ServiceUnavailable
     from order_service.gc_tuning import freeze_startup_objects
     from order_service.observability.tracing import shutdown_tracing
 
@@ -60,7 +60,7 @@ def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     try:
         _install_uvloop()
         asyncio.run(runner())
-    except StartupError as exc:
+    except ServiceUnavailable as exc:  # a dependency stayed unreachable at start-up
         _fail(str(exc))
     finally:
         shutdown_tracing()
@@ -83,19 +83,20 @@ def api(
     """Serve the REST API, /metrics and health (FastAPI under uvicorn)."""
     import uvicorn
 
-    from order_service.bootstrap import StartupError, connect_pool
+    from order_service.domain.errors import ServiceUnavailable
+    from order_service.messaging.lifecycle import open_pool
 
     settings = _settings()
     _init_observability(settings, "api")
 
     async def preflight() -> None:
         # Fail with one clear line before uvicorn starts, rather than a lifespan traceback.
-        pool = await connect_pool(settings)
+        pool = await open_pool(settings)
         await pool.close()
 
     try:
         asyncio.run(preflight())
-    except StartupError as exc:
+    except ServiceUnavailable as exc:
         _fail(str(exc))
     if workers > 1:
         _share_metrics_between_workers()

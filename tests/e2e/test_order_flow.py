@@ -91,6 +91,9 @@ async def test_a_process_whose_database_is_unreachable_exits_with_one_clear_line
         lines = [line for line in service.output().splitlines() if line.strip()]
         assert code != 0
         assert any("PostgreSQL" in line or "database" in line.lower() for line in lines[-3:]), lines
+        # The last line is the CLI's own, naming what was unreachable; no traceback.
+        assert lines[-1].startswith("order-service: PostgreSQL at 127.0.0.1:1"), lines
+        assert not any("Traceback" in line or "╭" in line for line in lines), lines
 
 
 def test_doctor_passes_on_a_running_stack_and_fails_when_a_process_is_down(stack: Stack) -> None:
