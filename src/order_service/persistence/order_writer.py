@@ -21,9 +21,9 @@ from opentelemetry import trace
 from order_service.domain.errors import ServiceUnavailable
 from order_service.domain.order import Order
 from order_service.messaging.envelope import OutboxMessage
-from order_service.observability.metrics import DB_UNAVAILABLE, WRITE_BATCH_SIZE
+from order_service.observability.metrics import WRITE_BATCH_SIZE
 from order_service.observability.tracing import tracer
-from order_service.persistence.database import is_unavailable
+from order_service.persistence.database import database_errors_as_unavailable
 
 _INSERT_BATCH = """
 WITH req AS (
@@ -152,18 +152,14 @@ class OrderWriter:
 
     async def _flush_in_span(self, batch: list[_Pending]) -> None:
         try:
-            outcomes = await self._write_batch([request for request, _, _ in batch])
-        except Exception as exc:
-            if len(batch) > 1 and not is_unavailable(exc):
+            with database_errors_as_unavailable("write"):
+                outcomes = await self._write_batch([request for request, _, _ in batch])
+        except Exception as error:
+            if len(batch) > 1 and not isinstance(error, ServiceUnavailable):
                 # One bad row must not fail its neighbours: retry each on its own.
                 for item in batch:
                     await self._flush_in_span([item])
                 return
-            error: BaseException = exc
-            if is_unavailable(exc):
-                DB_UNAVAILABLE.labels(op="write").inc()
-                error = ServiceUnavailable("the database is unavailable")
-                error.__cause__ = exc
             for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(error)
