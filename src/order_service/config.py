@@ -32,8 +32,13 @@ class Settings(BaseSettings):
 
     kafka_bootstrap_servers: str = "localhost:9092"
     kafka_order_topic: str = "orders.created"
+    kafka_status_topic: str = "orders.status"
     kafka_dlq_topic: str = ""
     kafka_topic_partitions: int = Field(default=3, ge=1)
+    # Unset: min(3, brokers in the cluster), so acks=all means that many disks (DESIGN §2).
+    kafka_topic_replication_factor: int | None = Field(default=None, ge=1)
+    # Unset: replication factor - 1, at least 1 and at most 2 (one broker may be down).
+    kafka_topic_min_insync_replicas: int | None = Field(default=None, ge=1)
     kafka_security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
     kafka_sasl_mechanism: KafkaSaslMechanism | None = None
     kafka_sasl_username: str | None = None
@@ -46,11 +51,16 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, gt=0)
     idempotency_ttl_hours: int = Field(default=24, ge=24)
     write_batch_max: int = Field(default=256, ge=1)
+    # Requests waiting for the group commit; beyond this a POST gets 503 at once (back-pressure).
+    write_queue_max: int = Field(default=2048, ge=1)
 
     relay_batch_size: int = Field(default=500, ge=1)
     relay_poll_interval_s: float = Field(default=1.0, gt=0)
     relay_lanes: int = Field(default=16, ge=1)
     outbox_retention_hours: int = Field(default=24, ge=1)
+    # Event ids the worker keeps to recognise redeliveries: must exceed the topic's retention
+    # (Kafka's and MSK's default is 7 days), or a replay from the start applies events twice.
+    inbox_retention_hours: int = Field(default=336, ge=1)
 
     worker_max_attempts: int = Field(default=3, ge=1)
     worker_batch_size: int = Field(default=500, ge=1)
@@ -85,6 +95,14 @@ class Settings(BaseSettings):
             )
         if self.environment == "prod" and not self.auth_enabled:
             raise ValueError("AUTH_ENABLED must be true when ENVIRONMENT=prod")
+        if (
+            self.kafka_topic_replication_factor is not None
+            and self.kafka_topic_min_insync_replicas is not None
+            and self.kafka_topic_min_insync_replicas > self.kafka_topic_replication_factor
+        ):
+            raise ValueError(
+                "KAFKA_TOPIC_MIN_INSYNC_REPLICAS must not exceed KAFKA_TOPIC_REPLICATION_FACTOR"
+            )
         if self.db_pool_min_size > self.db_pool_max_size:
             raise ValueError("DB_POOL_MIN_SIZE must not exceed DB_POOL_MAX_SIZE")
         return self
