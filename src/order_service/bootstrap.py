@@ -19,6 +19,8 @@ async def build_api(settings: Settings) -> ApiContainer:
         max_batch=settings.write_batch_max,
         max_concurrent_flushes=max(1, settings.db_pool_max_size // 2),
         acquire_timeout_s=settings.db_connect_timeout_s,
+        statement_timeout_s=settings.db_statement_timeout_ms / 1000 + 1,
+        max_queue=settings.write_queue_max,
     )
     placement = OrderPlacement(
         writer, topic=settings.kafka_order_topic, source=settings.service_name

@@ -5,8 +5,10 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from order_service.persistence.dsn import parse_dsn
 
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 KafkaSaslMechanism = Literal[
@@ -84,6 +86,12 @@ class Settings(BaseSettings):
         """asyncpg speaks plain `postgresql://`; the seed's DSN carries SQLAlchemy's driver tag."""
         scheme, sep, rest = self.postgres_dsn.partition("://")
         return f"postgresql{sep}{rest}" if scheme.startswith("postgres") else self.postgres_dsn
+
+    @field_validator("postgres_dsn")
+    @classmethod
+    def _readable_dsn(cls, value: str) -> str:
+        parse_dsn(value)  # one host or several (libpq syntax); the message never has the password
+        return value
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:

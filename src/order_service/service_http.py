@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from order_service.observability.exposition import render_metrics
+from order_service.observability.metrics import DEPENDENCY_UP
 from order_service.persistence.database import ping
 
 Check = Callable[[], Awaitable[bool]]
@@ -33,6 +34,8 @@ def create_app(checks: Mapping[str, Check]) -> Starlette:
     async def readyz(_: Request) -> Response:
         names = list(checks)
         results = await asyncio.gather(*(_run_check(checks[n]) for n in names))
+        for name, ok in zip(names, results, strict=True):
+            DEPENDENCY_UP.labels(dependency=name).set(int(ok))
         status = dict(zip(names, ("ok" if ok else "unavailable" for ok in results), strict=True))
         ready = all(results)
         return JSONResponse(

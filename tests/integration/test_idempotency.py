@@ -149,11 +149,20 @@ async def test_keys_are_scoped_per_principal(settings, db: asyncpg.Connection) -
     container = await build_api(settings)
     try:
         render = lambda order: (201, str(order.id).encode())  # noqa: E731
+        deadline = asyncio.get_running_loop().time() + 5
         a = await container.placement.place(
-            "book", 1, render, IdempotencyContext("alice", "same", "POST", "/orders")
+            "book",
+            1,
+            render,
+            IdempotencyContext("alice", "same", "POST", "/orders"),
+            deadline=deadline,
         )
         b = await container.placement.place(
-            "book", 1, render, IdempotencyContext("bob", "same", "POST", "/orders")
+            "book",
+            1,
+            render,
+            IdempotencyContext("bob", "same", "POST", "/orders"),
+            deadline=deadline,
         )
     finally:
         await close_api(container)

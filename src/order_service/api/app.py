@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from order_service.api.body_limit import BodyLimitMiddleware
+from order_service.api.deadline import DeadlineMiddleware
 from order_service.api.fast_path import OrderFastPath
 from order_service.api.problems import install_problem_handlers
 from order_service.api.routes import health, orders
@@ -62,6 +63,8 @@ def create_app(settings: Settings) -> FastAPI:
         body_timeout_s=settings.request_timeout_s,
     )
     app.add_middleware(HttpMetricsMiddleware)
+    # Outermost: the request's deadline starts when it arrives (DESIGN.md §3).
+    app.add_middleware(DeadlineMiddleware, timeout_s=settings.request_timeout_s)
     return app
 
 

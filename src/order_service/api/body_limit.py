@@ -7,6 +7,7 @@ import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from order_service.api.deadline import scope_deadline
 from order_service.api.problems import problem
 
 
@@ -37,8 +38,11 @@ class BodyLimitMiddleware:
                 message = await receive()
             else:
                 # One deadline for the whole body: a byte now and then must not keep it alive.
+                # The request's own deadline when set: the body counts against the request.
                 if deadline is None:
-                    deadline = asyncio.get_running_loop().time() + self.body_timeout_s
+                    deadline = scope_deadline(scope) or (
+                        asyncio.get_running_loop().time() + self.body_timeout_s
+                    )
                 try:
                     async with asyncio.timeout_at(deadline):
                         message = await receive()

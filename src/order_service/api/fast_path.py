@@ -8,6 +8,7 @@ and the validation rules stay defined once, by the FastAPI routes and `OrderIn`.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from opentelemetry import trace
@@ -17,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from order_service.api.auth import AuthError, AuthUnavailable
 from order_service.api.container import ApiContainer
+from order_service.api.deadline import scope_deadline
 from order_service.api.order_replies import place_and_reply
 from order_service.api.schemas import OrderIn
 from order_service.domain.errors import DomainError, ServiceUnavailable
@@ -76,8 +78,18 @@ class OrderFastPath:
             span.set_attribute("http.route", path)
         response: ASGIApp
         try:
+            deadline = scope_deadline(scope) or (
+                asyncio.get_running_loop().time() + container.settings.request_timeout_s
+            )
             response = await place_and_reply(
-                container, path, order.item, order.quantity, principal.subject, key, endpoint
+                container,
+                path,
+                order.item,
+                order.quantity,
+                principal.subject,
+                key,
+                endpoint,
+                deadline,
             )
         except (DomainError, ServiceUnavailable) as exc:
             response = await _handled(scope, exc)

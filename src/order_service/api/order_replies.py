@@ -59,10 +59,13 @@ async def place_and_reply(
     subject: str,
     key: str | None,
     endpoint: str,
+    deadline: float,
 ) -> Response:
     """`endpoint` is "orders" (201 + Location) or "order" (the seed's 200)."""
     idempotency = IdempotencyContext(subject, key, "POST", path) if key else None
-    result = await container.placement.place(item, quantity, RENDERERS[endpoint], idempotency)
+    result = await container.placement.place(
+        item, quantity, RENDERERS[endpoint], idempotency, deadline=deadline
+    )
     if result.replayed:
         IDEMPOTENT_REPLAYS.inc()
     else:

@@ -33,6 +33,7 @@ def problem(
     errors: list[dict[str, str]] | None = None,
     headers: Mapping[str, str] | None = None,
     instance: str | None = None,
+    extensions: Mapping[str, object] | None = None,
 ) -> Response:
     body: dict[str, Any] = {"type": type_, "title": title, "status": status}
     if detail:
@@ -41,6 +42,8 @@ def problem(
         body["instance"] = instance
     if errors is not None:
         body["errors"] = errors
+    if extensions:
+        body.update(extensions)
     return Response(orjson.dumps(body), status, headers=headers, media_type=PROBLEM_JSON)
 
 
@@ -104,6 +107,15 @@ async def _key_in_flight(request: Request, exc: Exception) -> Response:
 
 
 async def _unavailable(request: Request, exc: Exception) -> Response:
+    # A write says what became of it (DESIGN.md §3): `outcome` "not_written" (nothing was
+    # committed, nor will be) or "unknown" (ask with the same key, or GET `order_id`).
+    extensions: dict[str, object] = {}
+    outcome = getattr(exc, "outcome", None)
+    if outcome is not None:
+        extensions["outcome"] = outcome
+        order_id = getattr(exc, "order_id", None)
+        if order_id is not None:
+            extensions["order_id"] = str(order_id)
     return problem(
         503,
         "Service unavailable",
@@ -111,6 +123,7 @@ async def _unavailable(request: Request, exc: Exception) -> Response:
         type_="/problems/dependency-unavailable",
         headers={"Retry-After": "1"},
         instance=request.url.path,
+        extensions=extensions,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, field_validator
@@ -82,3 +82,14 @@ class Problem(BaseModel):
     detail: str | None = None
     instance: str | None = None
     errors: list[FieldError] | None = None
+    outcome: Literal["not_written", "unknown"] | None = Field(
+        default=None,
+        description=(
+            "On a 503 to a write: `not_written` — nothing was committed, nor will be; "
+            "`unknown` — the commit was sent and its answer lost: retry with the same "
+            "Idempotency-Key, or GET /orders/{order_id}."
+        ),
+    )
+    order_id: UUID | None = Field(
+        default=None, description="With outcome `unknown`: the order that may exist."
+    )

@@ -31,4 +31,28 @@ class IdempotencyKeyInFlight(DomainError):
 
 
 class ServiceUnavailable(Exception):
-    """A dependency (database, broker) could not be reached in time."""
+    """A dependency (database, broker) could not be reached in time.
+
+    `outcome` tells a client of a write what happened (DESIGN.md §3): "not_written" (nothing
+    was committed, nor will be), "unknown" (the commit was sent and its answer lost: ask with
+    the same Idempotency-Key or GET `order_id`), or None for a read.
+    """
+
+    outcome: str | None = None
+    order_id: Any = None
+
+
+class NotWritten(ServiceUnavailable):
+    """The write provably did not commit, and never will (its request is forgotten)."""
+
+    outcome = "not_written"
+
+
+class OutcomeUnknown(ServiceUnavailable):
+    """The commit was sent and its answer never came: the order may or may not exist."""
+
+    outcome = "unknown"
+
+    def __init__(self, message: str, order_id: Any) -> None:
+        super().__init__(message)
+        self.order_id = order_id

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -21,6 +20,7 @@ from order_service.domain.errors import ServiceUnavailable
 from order_service.messaging.kafka_client import create_consumer, create_producer, ensure_topics
 from order_service.observability.logging import get_logger
 from order_service.persistence.database import create_pool
+from order_service.persistence.dsn import parse_dsn
 from order_service.retry import retry
 
 T = TypeVar("T")
@@ -57,8 +57,7 @@ async def _with_backoff(settings: Settings, what: str, operation: Callable[[], A
 
 
 def postgres_name(settings: Settings) -> str:
-    parts = urlsplit(settings.asyncpg_dsn)
-    return f"PostgreSQL at {parts.hostname}:{parts.port or 5432}{parts.path}"
+    return f"PostgreSQL at {parse_dsn(settings.postgres_dsn).describe()}"
 
 
 def kafka_name(settings: Settings) -> str:

@@ -38,8 +38,21 @@ WRITE_BATCH_SIZE = Histogram(
     "Orders committed per group-commit transaction",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
+WRITE_QUEUE_DEPTH = Gauge(
+    "orders_write_queue_depth", "Order writes waiting for a group commit (bounded by WRITE_QUEUE_MAX)"
+)
+WRITES_REFUSED = Counter(
+    "orders_write_refused_total",
+    "Order writes answered 503 not_written before reaching the database",
+    ["reason"],
+)
 DB_UNAVAILABLE = Counter(
     "db_unavailable_total", "Operations that failed because PostgreSQL was unreachable", ["op"]
+)
+DEPENDENCY_UP = Gauge(
+    "dependency_up",
+    "1 when the dependency answered the last readiness check, else 0",
+    ["dependency"],
 )
 DB_POOL_SIZE = Gauge("db_pool_connections", "Connections open in the asyncpg pool")
 DB_POOL_IN_USE = Gauge("db_pool_connections_in_use", "Connections checked out of the pool")

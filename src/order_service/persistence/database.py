@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+import contextlib
 from contextlib import contextmanager
 from typing import Any
 
@@ -16,6 +17,8 @@ import asyncpg
 from order_service.config import Settings
 from order_service.domain.errors import ServiceUnavailable
 from order_service.observability.metrics import DB_POOL_IN_USE, DB_POOL_SIZE, DB_UNAVAILABLE
+from order_service.persistence import connect as connecting
+from order_service.persistence.dsn import parse_dsn
 
 # Errors that mean "the database is not there right now", as opposed to a bad statement.
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
@@ -23,17 +26,59 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
     asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.QueryCanceledError,
-    asyncpg.exceptions.LockNotAvailableError,
 )
+# SQLSTATEs of an outage, a failover or overload (PostgreSQL appendix A): connection exception
+# (08), insufficient resources (53: too many connections, out of memory, disk full), operator
+# intervention (57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now, 57014 a
+# statement timeout), 55P03 lock timeout, and 25006: a read-only transaction, what a demoted
+# primary or a standby answers to a write.
+UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53")
+UNAVAILABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "57014", "55P03", "25006"})
+# Retrying the same transaction is enough: a serialization failure or a deadlock victim.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+def _sqlstate(exc: BaseException) -> str:
+    return str(getattr(exc, "sqlstate", "") or "") if isinstance(exc, asyncpg.PostgresError) else ""
 
 
 def is_unavailable(exc: BaseException) -> bool:
-    return isinstance(exc, UNAVAILABLE_ERRORS)
+    """The database (or this node of it) cannot serve us now: a 503, or wait and retry."""
+    if isinstance(exc, UNAVAILABLE_ERRORS):
+        return True
+    state = _sqlstate(exc)
+    return state[:2] in UNAVAILABLE_SQLSTATE_CLASSES or state in UNAVAILABLE_SQLSTATES
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying as is, later: never a reason to dead-letter an event."""
+    return is_unavailable(exc) or _sqlstate(exc) in RETRYABLE_SQLSTATES
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """The server ended the session mid-statement (shutdown, crash, a failover): a commit in
+    flight may have happened — PostgreSQL reports a commit that waited for a synchronous
+    standby as "committed locally" and then terminates the session with 57P01."""
+    state = _sqlstate(exc)
+    return state[:2] == "08" or state in ("57P01", "57P02")
+
+
+def is_wrong_node(exc: BaseException) -> bool:
+    """Connected to a node that no longer takes writes (a failover happened): reconnect."""
+    return _sqlstate(exc) == "25006"
+
+
+def discard_connection(conn: asyncpg.Connection) -> None:
+    """Close a connection in an unknown state (a lost answer); the pool opens a new one."""
+    with contextlib.suppress(asyncpg.InterfaceError):  # already closed and released
+        conn.terminate()
+
+
+async def forget_connections_after(pool: asyncpg.Pool, exc: BaseException) -> None:
+    """After a failover or a read-only answer, no pooled connection is trusted again: each is
+    closed when next released, and new ones go to whichever host takes writes now."""
+    if is_wrong_node(exc) or isinstance(exc, UNAVAILABLE_ERRORS):
+        await pool.expire_connections()
 
 
 @contextmanager
@@ -58,8 +103,13 @@ def _server_settings(settings: Settings) -> dict[str, str]:
 
 
 async def create_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:
+    dsn = parse_dsn(settings.postgres_dsn)
+
+    async def connect_one(*_: Any, **kwargs: Any) -> asyncpg.Connection:
+        return await connecting.connect(dsn, **kwargs)
+
     options: dict[str, Any] = {
-        "dsn": settings.asyncpg_dsn,
+        "connect": connect_one,
         "min_size": settings.db_pool_min_size,
         "max_size": settings.db_pool_max_size,
         "timeout": settings.db_connect_timeout_s,
@@ -78,8 +128,8 @@ async def create_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:
 
 async def connect(settings: Settings) -> asyncpg.Connection:
     """A dedicated connection (LISTEN needs one that the pool will not hand to anyone else)."""
-    return await asyncpg.connect(
-        settings.asyncpg_dsn,
+    return await connecting.connect(
+        parse_dsn(settings.postgres_dsn),
         timeout=settings.db_connect_timeout_s,
         server_settings=_server_settings(settings),
     )

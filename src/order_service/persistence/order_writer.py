@@ -1,96 +1,61 @@
-"""Group commit: concurrent order writes share one statement and one transaction.
+"""Group commit with deadlines: concurrent order writes share one statement and one transaction.
 
 Each request's order row, outbox row and idempotency record go into the same single-statement
-transaction (G1): a 2xx is sent only after that commit. Under load, requests that arrive while
-a flush is running are written together by the next flush — one round-trip and one WAL flush
-for many orders — while a lone request is flushed at once, so low load adds no latency.
+transaction (G1, see order_batch): a 2xx is sent only after that commit. Under load, requests
+that arrive while a flush is running are written together by the next flush — one round-trip
+and one WAL flush for many orders — while a lone request is flushed at once.
+
+Every request carries its deadline (the whole request is bounded by REQUEST_TIMEOUT_S,
+queueing included) and the queue is bounded, so a slow or unreachable database gives fast,
+truthful 503s instead of a growing queue (DESIGN.md §3, G1, G10):
+- a request still queued at its deadline, or refused by a full queue, is `NotWritten`, and is
+  never sent afterwards: its entry is marked abandoned and the flusher drops it;
+- once its batch's statement is sent, the outcome is only known from the answer: a server
+  error means nothing committed (`NotWritten`), a lost answer means `OutcomeUnknown`;
+- orders that did commit get their 2xx even when the follow-up read of the batch fails.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
-from uuid import UUID
+from dataclasses import dataclass, field
+from enum import Enum
 
 import asyncpg
-import orjson
 from opentelemetry import trace
 
-from order_service.domain.errors import ServiceUnavailable
-from order_service.domain.order import Order
-from order_service.messaging.envelope import OutboxMessage
-from order_service.observability.metrics import WRITE_BATCH_SIZE
-from order_service.observability.tracing import tracer
-from order_service.persistence.database import database_errors_as_unavailable
-
-_INSERT_BATCH = """
-WITH req AS (
-  SELECT * FROM unnest(
-    $1::uuid[], $2::text[], $3::int[], $4::timestamptz[],
-    $5::text[], $6::text[], $7::text[], $8::smallint[], $9::bytea[],
-    $10::uuid[], $11::text[], $12::bytea[], $13::text[], $14::smallint[]
-  ) AS r(id, item, quantity, created_at,
-         principal, idem_key, request_hash, status_code, response_body,
-         event_id, topic, payload, headers, lane)
-),
-claimed AS (
-  INSERT INTO idempotency_keys
-    (principal, idem_key, request_hash, order_id, status_code, response_body, created_at)
-  SELECT principal, idem_key, request_hash, id, status_code, response_body, created_at
-  FROM req WHERE idem_key IS NOT NULL
-  ON CONFLICT (principal, idem_key) DO NOTHING
-  RETURNING order_id
-),
-accepted AS (
-  SELECT * FROM req WHERE idem_key IS NULL OR id IN (SELECT order_id FROM claimed)
-),
-new_orders AS (
-  INSERT INTO orders (id, item, quantity, status, created_at, updated_at)
-  SELECT id, item, quantity, 'PENDING', created_at, created_at FROM accepted
-  RETURNING id
-),
-new_events AS (
-  INSERT INTO outbox
-    (event_id, aggregate_id, topic, message_key, payload, headers, lane, created_at)
-  SELECT event_id, id, topic, id::text, payload, headers::jsonb, lane, created_at FROM accepted
-  RETURNING 1
+from order_service.domain.errors import NotWritten, OutcomeUnknown
+from order_service.observability.logging import get_logger
+from order_service.observability.metrics import (
+    DB_UNAVAILABLE,
+    WRITE_BATCH_SIZE,
+    WRITE_QUEUE_DEPTH,
+    WRITES_REFUSED,
 )
-SELECT id FROM new_orders
-"""
+from order_service.observability.tracing import tracer
+from order_service.persistence.database import (
+    connection_lost,
+    discard_connection,
+    forget_connections_after,
+    is_unavailable,
+)
+from order_service.persistence.order_batch import (
+    IdempotencyClaim,
+    StoredResponse,
+    WriteRequest,
+    insert_batch,
+    stored_responses,
+)
 
-_EXISTING_KEYS = """
-SELECT k.principal, k.idem_key, k.request_hash, k.order_id, k.status_code, k.response_body
-FROM idempotency_keys k
-JOIN unnest($1::text[], $2::text[]) AS w(principal, idem_key) USING (principal, idem_key)
-"""
+__all__ = ["IdempotencyClaim", "OrderWriter", "StoredResponse", "WriteOutcome", "WriteRequest"]
 
+log = get_logger(__name__)
 
-@dataclass(frozen=True, slots=True)
-class IdempotencyClaim:
-    """What a request with an Idempotency-Key stores, to be replayed to its duplicates."""
-
-    principal: str
-    key: str
-    request_hash: str
-    status_code: int
-    response_body: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class StoredResponse:
-    request_hash: str
-    order_id: UUID
-    status_code: int
-    body: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class WriteRequest:
-    order: Order
-    message: OutboxMessage
-    claim: IdempotencyClaim | None = None
+# A request whose deadline is this close is not sent: its answer could not arrive in time.
+SEND_MARGIN_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +66,30 @@ class WriteOutcome:
     earlier: StoredResponse | None = None
 
 
-_Pending = tuple[WriteRequest, "asyncio.Future[WriteOutcome]", trace.SpanContext]
+class _State(Enum):
+    QUEUED = "queued"  # waiting for a flush
+    TAKEN = "taken"  # in a batch that waits for a connection: still not sent
+    SENT = "sent"  # its statement went to the database: only the answer tells the outcome
+    ABANDONED = "abandoned"  # answered NotWritten: never to be sent
+
+
+@dataclass(eq=False, slots=True)
+class _Pending:
+    request: WriteRequest
+    deadline: float
+    span: trace.SpanContext
+    future: asyncio.Future[WriteOutcome] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+    state: _State = _State.QUEUED
+
+    def settle(self, outcome: WriteOutcome | BaseException) -> None:
+        if self.future.done():
+            return
+        if isinstance(outcome, BaseException):
+            self.future.set_exception(outcome)
+        else:
+            self.future.set_result(outcome)
 
 
 class OrderWriter:
@@ -112,117 +100,208 @@ class OrderWriter:
         max_batch: int,
         max_concurrent_flushes: int,
         acquire_timeout_s: float,
+        statement_timeout_s: float,
+        max_queue: int,
     ) -> None:
         self._pool = pool
-        # Waiting for a connection is bounded too: a frozen database must give 503, not a hang.
         self._acquire_timeout_s = acquire_timeout_s
+        self._statement_timeout_s = statement_timeout_s
         self._max_batch = max_batch
+        self._max_queue = max_queue
         self._slots = max(1, max_concurrent_flushes)
         self._active = 0
-        self._pending: list[_Pending] = []
+        self._queue: deque[_Pending] = deque()
+        self._queued = 0  # entries of _queue still QUEUED (abandoned ones are dropped lazily)
         self._flushers: set[asyncio.Task[None]] = set()  # strong refs: tasks are weakly held
+        WRITE_QUEUE_DEPTH.set_function(lambda: self._queued)
 
-    async def write(self, request: WriteRequest) -> WriteOutcome:
-        future: asyncio.Future[WriteOutcome] = asyncio.get_running_loop().create_future()
-        self._pending.append((request, future, trace.get_current_span().get_span_context()))
+    async def write(self, request: WriteRequest, *, deadline: float) -> WriteOutcome:
+        """Commit `request` before `deadline` (event-loop time), or say truthfully it did not."""
+        if self._queued >= self._max_queue:
+            WRITES_REFUSED.labels(reason="queue_full").inc()
+            raise NotWritten("too many writes are waiting for the database; retry shortly")
+        entry = _Pending(request, deadline, trace.get_current_span().get_span_context())
+        self._enqueue(entry)
+        try:
+            # shield: a caller that times out must not cancel a commit that others share.
+            async with asyncio.timeout_at(deadline):
+                return await asyncio.shield(entry.future)
+        except TimeoutError:
+            if entry.future.done():
+                return entry.future.result()
+            if entry.state is _State.SENT:
+                raise OutcomeUnknown(
+                    "the database did not answer the commit in time", request.order.id
+                ) from None
+            self._abandon(entry)
+            WRITES_REFUSED.labels(reason="deadline").inc()
+            raise NotWritten("the database did not take the write in time") from None
+
+    def _enqueue(self, entry: _Pending) -> None:
+        self._queue.append(entry)
+        self._queued += 1
+        if len(self._queue) > 2 * self._max_queue:  # many abandoned entries: compact
+            self._queue = deque(e for e in self._queue if e.state is _State.QUEUED)
         if self._active < self._slots:
             self._active += 1
             # A fresh context: the shared flush belongs to no single request's trace.
             task = asyncio.create_task(self._flush_while_pending(), context=contextvars.Context())
             self._flushers.add(task)
             task.add_done_callback(self._flushers.discard)
-        # shield: a cancelled caller must not cancel a commit that other requests share.
-        return await asyncio.shield(future)
+
+    def _abandon(self, entry: _Pending) -> None:
+        if entry.state is _State.QUEUED:
+            self._queued -= 1
+        entry.state = _State.ABANDONED
 
     async def _flush_while_pending(self) -> None:
         try:
-            while self._pending:
-                batch = self._pending[: self._max_batch]
-                del self._pending[: self._max_batch]
+            while batch := self._take_batch():
                 await self._flush(batch)
         finally:
             self._active -= 1
 
+    def _take_batch(self) -> list[_Pending]:
+        batch: list[_Pending] = []
+        while self._queue and len(batch) < self._max_batch:
+            entry = self._queue.popleft()
+            if entry.state is not _State.QUEUED:
+                continue
+            self._queued -= 1
+            entry.state = _State.TAKEN
+            batch.append(entry)
+        return batch
+
     async def _flush(self, batch: list[_Pending]) -> None:
-        links = [trace.Link(ctx) for _, _, ctx in batch if ctx.is_valid]
+        links = [trace.Link(e.span) for e in batch if e.span.is_valid]
         with tracer().start_as_current_span("orders group commit", links=links) as span:
             span.set_attribute("db.system.name", "postgresql")
             span.set_attribute("orders.batch_size", len(batch))
-            await self._flush_in_span(batch)
+            try:
+                await self._write(batch)
+            except Exception as exc:  # a bug: answer every caller rather than leave them hanging
+                for entry in batch:
+                    entry.settle(exc)
+                raise
 
-    async def _flush_in_span(self, batch: list[_Pending]) -> None:
+    async def _write(self, batch: list[_Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        latest = max(e.deadline for e in batch)
         try:
-            with database_errors_as_unavailable("write"):
-                outcomes = await self._write_batch([request for request, _, _ in batch])
-        except Exception as error:
-            if len(batch) > 1 and not isinstance(error, ServiceUnavailable):
-                # One bad row must not fail its neighbours: retry each on its own.
-                for item in batch:
-                    await self._flush_in_span([item])
-                return
-            for _, future, _ in batch:
-                if not future.done():
-                    future.set_exception(error)
+            conn = await self._pool.acquire(
+                timeout=max(0.01, min(self._acquire_timeout_s, latest - loop.time()))
+            )
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            DB_UNAVAILABLE.labels(op="write").inc()
+            self._refuse(batch, "the database is unavailable")
             return
-        WRITE_BATCH_SIZE.observe(len(batch))
-        for (_, future, _), outcome in zip(batch, outcomes, strict=True):
-            if not future.done():
-                future.set_result(outcome)
+        try:
+            await self._send(conn, batch)
+        finally:
+            await self._pool.release(conn)
 
-    async def _write_batch(self, requests: Sequence[WriteRequest]) -> list[WriteOutcome]:
-        columns = _columns(requests)
-        async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:
-            created = {row["id"] for row in await conn.fetch(_INSERT_BATCH, *columns)}
-            refused = [r.claim for r in requests if r.order.id not in created and r.claim]
-            earlier: dict[tuple[str, str], StoredResponse] = {}
-            if refused:
-                rows = await conn.fetch(
-                    _EXISTING_KEYS, [c.principal for c in refused], [c.key for c in refused]
+    async def _send(self, conn: asyncpg.Connection, batch: list[_Pending]) -> None:
+        live = self._still_sendable(batch)
+        if not live:
+            return
+        for entry in live:
+            entry.state = _State.SENT
+        requests = [e.request for e in live]
+        try:
+            created = await insert_batch(conn, requests, timeout_s=self._statement_timeout_s)
+        except asyncpg.PostgresError as exc:
+            if connection_lost(exc):
+                await self._lost(conn, live, exc)
+                return
+            # The server answered with an error: the single-statement transaction rolled back.
+            if is_unavailable(exc):
+                DB_UNAVAILABLE.labels(op="write").inc()
+                await forget_connections_after(self._pool, exc)
+                self._refuse(live, "the database refused the write (unavailable or read-only)")
+            elif len(live) > 1:
+                # One bad row must not fail its neighbours: send each on its own.
+                for entry in live:
+                    entry.state = _State.TAKEN
+                    await self._send(conn, [entry])
+            else:
+                # Refused by the database (a constraint, a trigger): rolled back, so still a
+                # truthful 503 not_written — but a defect to look at, hence the error log.
+                log.error("order_write_refused", sqlstate=exc.sqlstate, error=str(exc))
+                self._refuse(live, f"the database refused the write ({exc.sqlstate})")
+            return
+        except Exception as exc:
+            if type(exc) is asyncpg.InterfaceError:
+                # asyncpg refused before sending anything (the connection was already closed).
+                DB_UNAVAILABLE.labels(op="write").inc()
+                self._refuse(live, "the database connection was closed")
+                return
+            if not is_unavailable(exc):
+                raise
+            await self._lost(conn, live, exc)
+            return
+        WRITE_BATCH_SIZE.observe(len(live))
+        # Committed orders get their answer now, whatever happens to the follow-up read.
+        refused = [e for e in live if e.request.order.id not in created]
+        for entry in live:
+            if entry.request.order.id in created:
+                entry.settle(WriteOutcome(created=True))
+        if refused:
+            await self._answer_duplicates(conn, refused)
+
+    async def _lost(
+        self, conn: asyncpg.Connection, sent: list[_Pending], exc: BaseException
+    ) -> None:
+        """Sent, answer lost: it may have committed. Never call that "not written"."""
+        DB_UNAVAILABLE.labels(op="write").inc()
+        discard_connection(conn)
+        await forget_connections_after(self._pool, exc)
+        for entry in sent:
+            entry.settle(
+                OutcomeUnknown(
+                    "the database connection was lost during the commit", entry.request.order.id
                 )
-                earlier = {
-                    (row["principal"], row["idem_key"]): StoredResponse(
-                        row["request_hash"],
-                        row["order_id"],
-                        row["status_code"],
-                        bytes(row["response_body"]),
-                    )
-                    for row in rows
-                }
-        outcomes: list[WriteOutcome] = []
-        for request in requests:
-            if request.order.id in created:
-                outcomes.append(WriteOutcome(created=True))
+            )
+
+    def _still_sendable(self, batch: Sequence[_Pending]) -> list[_Pending]:
+        """Drop entries whose callers gave up while the batch waited for a connection, and
+        those too close to their deadline for an answer to arrive: they are NotWritten."""
+        cutoff = asyncio.get_running_loop().time() + SEND_MARGIN_S
+        live = []
+        for entry in batch:
+            if entry.state is _State.ABANDONED or entry.future.done():
                 continue
-            claim = request.claim
-            stored = earlier.get((claim.principal, claim.key)) if claim else None
-            if stored is None:
-                # The key's row vanished between the conflict and the read (TTL purge): the
-                # caller may simply retry; nothing of this request was written.
-                raise ServiceUnavailable("idempotency record changed concurrently; retry")
-            outcomes.append(WriteOutcome(created=False, earlier=stored))
-        return outcomes
+            if entry.deadline <= cutoff:
+                entry.state = _State.ABANDONED
+                WRITES_REFUSED.labels(reason="deadline").inc()
+                entry.settle(NotWritten("the database did not take the write in time"))
+                continue
+            live.append(entry)
+        return live
 
+    async def _answer_duplicates(self, conn: asyncpg.Connection, refused: list[_Pending]) -> None:
+        """Keys already taken by an earlier request: replay its stored response."""
+        claims: list[IdempotencyClaim] = [e.request.claim for e in refused if e.request.claim]
+        try:
+            stored = await stored_responses(conn, claims, timeout_s=self._statement_timeout_s)
+        except Exception as exc:
+            # Nothing of these requests was written: a retry with the key gets the replay.
+            log.warning("idempotency_replay_read_failed", error=repr(exc), requests=len(refused))
+            if is_unavailable(exc):
+                discard_connection(conn)
+            self._refuse(refused, "the stored response could not be read; retry with the key")
+            return
+        for entry in refused:
+            claim = entry.request.claim
+            earlier = stored.get((claim.principal, claim.key)) if claim else None
+            if earlier is None:
+                # The key's row vanished between the conflict and the read (TTL purge).
+                entry.settle(NotWritten("idempotency record changed concurrently; retry"))
+            else:
+                entry.settle(WriteOutcome(created=False, earlier=earlier))
 
-def _columns(requests: Sequence[WriteRequest]) -> list[list[object]]:
-    cols: list[list[object]] = [[] for _ in range(14)]
-    for r in requests:
-        o, m, c = r.order, r.message, r.claim
-        values: tuple[object, ...] = (
-            o.id,
-            o.item,
-            o.quantity,
-            o.created_at,
-            c.principal if c else None,
-            c.key if c else None,
-            c.request_hash if c else None,
-            c.status_code if c else None,
-            c.response_body if c else None,
-            UUID(m.event_id),
-            m.topic,
-            m.payload,
-            orjson.dumps(m.headers).decode(),
-            m.lane,
-        )
-        for col, value in zip(cols, values, strict=True):
-            col.append(value)
-    return cols
+    def _refuse(self, entries: Sequence[_Pending], why: str) -> None:
+        for entry in entries:
+            entry.state = _State.ABANDONED
+            entry.settle(NotWritten(why))

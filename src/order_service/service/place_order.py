@@ -64,7 +64,10 @@ class OrderPlacement:
         quantity: int,
         render: Renderer,
         idempotency: IdempotencyContext | None = None,
+        *,
+        deadline: float,
     ) -> PlacementResult:
+        """`deadline` (event-loop time) bounds the whole write, queueing included (G1)."""
         order = Order.place(item, quantity)
         fingerprint = ""
         if idempotency is not None:
@@ -94,7 +97,9 @@ class OrderPlacement:
                 else nullcontext()
             )
             with guard:
-                outcome = await self._writer.write(WriteRequest(order, message, claim))
+                outcome = await self._writer.write(
+                    WriteRequest(order, message, claim), deadline=deadline
+                )
         if outcome.created:
             return PlacementResult(order.id, status_code, body, replayed=False)
         assert outcome.earlier is not None

@@ -22,15 +22,22 @@ async def healthz() -> Response:
     return _json({"status": "ok"})
 
 
-@router.get("/readyz", summary="PostgreSQL and the Kafka broker are reachable")
+@router.get(
+    "/readyz",
+    summary="PostgreSQL is reachable (the broker's state is reported, not required)",
+)
 async def readyz(container: ContainerDep) -> Response:
-    db_ok, broker_ok = await container.readiness.check()
-    ready = db_ok and broker_ok
+    state = await container.readiness.check()
     body: dict[str, object] = {
-        "status": "ready" if ready else "not ready",
-        "checks": {"database": "ok" if db_ok else "down", "broker": "ok" if broker_ok else "down"},
+        "status": "ready" if state.ready else "not ready",
+        "checks": {
+            "database": "ok" if state.database else "down",
+            "broker": "ok" if state.broker else "down",
+        },
     }
-    return _json(body, 200 if ready else 503)
+    if state.draining:
+        body["draining"] = True
+    return _json(body, 200 if state.ready else 503)
 
 
 @router.get("/db_health", summary="The seed's database check")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from typing import Annotated
@@ -12,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.responses import Response
 
+from order_service.api.deadline import request_deadline
 from order_service.api.deps import ContainerDep, IdempotencyKeyHeader, ReaderDep, WriterDep
 from order_service.api.order_replies import order_json, place_and_reply
 from order_service.api.schemas import OrderIn, OrderOut, OrderPage, Problem, SeedOrderOut
@@ -35,8 +37,9 @@ async def _place(
     key: str | None,
     endpoint: str,
 ) -> Response:
+    deadline = request_deadline(request, container.settings.request_timeout_s)
     return await place_and_reply(
-        container, request.url.path, body.item, body.quantity, subject, key, endpoint
+        container, request.url.path, body.item, body.quantity, subject, key, endpoint, deadline
     )
 
 
@@ -79,11 +82,15 @@ async def create_order_seed(
     response_model=OrderOut,
     responses={**_ERRORS, 404: {"model": Problem, "content": {"application/problem+json": {}}}},
 )
-async def read_order(order_id: UUID, container: ContainerDep, _: ReaderDep) -> Response:
+async def read_order(
+    order_id: UUID, request: Request, container: ContainerDep, _: ReaderDep
+) -> Response:
+    deadline = request_deadline(request, container.settings.request_timeout_s)
     with database_errors_as_unavailable("read"):
-        order = await get_order(
-            container.pool, order_id, timeout_s=container.settings.db_connect_timeout_s
-        )
+        async with asyncio.timeout_at(deadline):
+            order = await get_order(
+                container.pool, order_id, timeout_s=container.settings.db_connect_timeout_s
+            )
     if order is None:
         raise HTTPException(404, f"order {order_id} does not exist")
     return Response(orjson.dumps(order_json(order)), media_type="application/json")
@@ -110,6 +117,7 @@ def _encode_cursor(after: UUID) -> str:
 
 @router.get("/orders", response_model=OrderPage, responses=_ERRORS)
 async def browse_orders(
+    request: Request,
     container: ContainerDep,
     _: ReaderDep,
     status: OrderStatus | None = None,
@@ -117,14 +125,16 @@ async def browse_orders(
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
     after = _decode_cursor(cursor) if cursor else None
+    deadline = request_deadline(request, container.settings.request_timeout_s)
     with database_errors_as_unavailable("list"):
-        orders, next_after = await list_orders(
-            container.pool,
-            status=status,
-            after=after,
-            limit=limit,
-            timeout_s=container.settings.db_connect_timeout_s,
-        )
+        async with asyncio.timeout_at(deadline):
+            orders, next_after = await list_orders(
+                container.pool,
+                status=status,
+                after=after,
+                limit=limit,
+                timeout_s=container.settings.db_connect_timeout_s,
+            )
     page = {
         "items": [order_json(o) for o in orders],
         "next_cursor": _encode_cursor(next_after) if next_after else None,

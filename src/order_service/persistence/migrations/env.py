@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from order_service.persistence import connect as connecting
+from order_service.persistence.dsn import parse_dsn
 from order_service.persistence.tables import metadata
 
 config = context.config
+CONNECT_TIMEOUT_S = 10.0
 
 
 def _run(connection: Connection) -> None:
@@ -20,9 +24,18 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_online() -> None:
-    url = config.get_main_option("sqlalchemy.url")
-    assert url, "sqlalchemy.url is set by order_service.persistence.migrate"
-    engine = create_async_engine(url, pool_pre_ping=False)
+    dsn = parse_dsn(config.attributes["postgres_dsn"])
+    server_settings = {
+        "application_name": "order-service-migrate",
+        "lock_timeout": config.attributes.get("lock_timeout", "3s"),
+    }
+
+    async def creator() -> Any:
+        return await connecting.connect(
+            dsn, timeout=CONNECT_TIMEOUT_S, server_settings=server_settings
+        )
+
+    engine = create_async_engine("postgresql+asyncpg://", async_creator=creator)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)
