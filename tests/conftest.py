@@ -87,6 +87,7 @@ def make_settings(infra: Infra, database: str, **overrides: object) -> Settings:
         "postgres_dsn": infra.dsn(database),
         "kafka_bootstrap_servers": infra.bootstrap_servers,
         "kafka_order_topic": f"orders.created.{suffix}",
+        "kafka_status_topic": f"orders.status.{suffix}",
         "kafka_consumer_group": f"order-processor-{suffix}",
         "kafka_enable_idempotence": False,
         "relay_poll_interval_s": 0.2,

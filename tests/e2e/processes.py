@@ -25,6 +25,7 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
         POSTGRES_DSN=settings.postgres_dsn,
         KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
         KAFKA_ORDER_TOPIC=settings.kafka_order_topic,
+        KAFKA_STATUS_TOPIC=settings.kafka_status_topic,
         KAFKA_CONSUMER_GROUP=settings.kafka_consumer_group,
         KAFKA_ENABLE_IDEMPOTENCE="false",
         RELAY_POLL_INTERVAL_S=str(settings.relay_poll_interval_s),

@@ -155,6 +155,7 @@ async def test_keys_are_scoped_per_principal(settings, db: asyncpg.Connection) -
             1,
             render,
             IdempotencyContext("alice", "same", "POST", "/orders"),
+            owner="alice",
             deadline=deadline,
         )
         b = await container.placement.place(
@@ -162,6 +163,7 @@ async def test_keys_are_scoped_per_principal(settings, db: asyncpg.Connection) -
             1,
             render,
             IdempotencyContext("bob", "same", "POST", "/orders"),
+            owner="bob",
             deadline=deadline,
         )
     finally:

@@ -28,6 +28,7 @@ def stack_url(infra: Infra, database: str, tmp_path: Path) -> Iterator[str]:
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "KAFKA_ENABLE_IDEMPOTENCE": "false",
         "KAFKA_ORDER_TOPIC": settings.kafka_order_topic,
+        "KAFKA_STATUS_TOPIC": settings.kafka_status_topic,
         "KAFKA_CONSUMER_GROUP": settings.kafka_consumer_group,
         "RELAY_POLL_INTERVAL_S": "0.2",
         "LOG_LEVEL": "WARNING",

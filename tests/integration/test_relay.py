@@ -153,6 +153,7 @@ def relay_env(settings: Settings, **extra: str) -> dict[str, str]:
         "POSTGRES_DSN": settings.postgres_dsn,
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "KAFKA_ORDER_TOPIC": settings.kafka_order_topic,
+        "KAFKA_STATUS_TOPIC": settings.kafka_status_topic,
         "KAFKA_ENABLE_IDEMPOTENCE": "false",
         "LOG_LEVEL": "WARNING",
         **extra,

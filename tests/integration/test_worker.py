@@ -175,6 +175,7 @@ async def test_a_worker_killed_between_its_transaction_and_its_offset_commit_has
         "POSTGRES_DSN": settings.postgres_dsn,
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "KAFKA_ORDER_TOPIC": settings.kafka_order_topic,
+        "KAFKA_STATUS_TOPIC": settings.kafka_status_topic,
         "KAFKA_CONSUMER_GROUP": settings.kafka_consumer_group,
         "KAFKA_ENABLE_IDEMPOTENCE": "false",
         "LOG_LEVEL": "WARNING",

@@ -102,7 +102,9 @@ async def test_requests_queued_past_their_deadline_are_not_written_ever_and_say_
             while (await client.get(f"/orders/{order_id}")).status_code != 200:
                 await asyncio.sleep(0.1)
         replay = await client.post(
-            "/orders", json={"item": "in-flight", "quantity": 1}, headers={"Idempotency-Key": "in-flight"}
+            "/orders",
+            json={"item": "in-flight", "quantity": 1},
+            headers={"Idempotency-Key": "in-flight"},
         )
         assert replay.status_code == 201 and replay.headers["idempotency-replayed"] == "true"
         await asyncio.sleep(1.0)  # time for a wrongly kept write to reach the database
@@ -144,7 +146,9 @@ async def test_committed_orders_of_a_batch_get_their_answer_when_the_follow_up_r
     try:
         await db.execute(f"GRANT SELECT, INSERT, UPDATE ON orders, outbox TO {role}")
         await db.execute(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}")
-        await db.execute(f"GRANT INSERT, SELECT (order_id, principal, idem_key) ON idempotency_keys TO {role}")
+        await db.execute(
+            f"GRANT INSERT, SELECT (order_id, principal, idem_key) ON idempotency_keys TO {role}"
+        )
         dsn = infra.dsn(database).replace("postgres:postgres@", f"{role}:app@")
         settings = make_settings(infra, database, postgres_dsn=dsn)
         pool = await create_pool(settings)
@@ -166,12 +170,12 @@ async def test_committed_orders_of_a_batch_get_their_answer_when_the_follow_up_r
             def keyed(key: str) -> IdempotencyContext:
                 return IdempotencyContext("alice", key, "POST", "/orders")
 
-            await placement.place("first", 1, render, keyed("k"), deadline=deadline)
+            await placement.place("first", 1, render, keyed("k"), owner="alice", deadline=deadline)
             batches = REGISTRY.get_sample_value("orders_write_batch_size_count") or 0
             results = await asyncio.gather(
-                placement.place("a", 1, render, deadline=deadline),
-                placement.place("b", 1, render, deadline=deadline),
-                placement.place("first", 1, render, keyed("k"), deadline=deadline),
+                placement.place("a", 1, render, owner="alice", deadline=deadline),
+                placement.place("b", 1, render, owner="alice", deadline=deadline),
+                placement.place("first", 1, render, keyed("k"), owner="alice", deadline=deadline),
                 return_exceptions=True,
             )
             assert (REGISTRY.get_sample_value("orders_write_batch_size_count") or 0) == batches + 1
@@ -202,7 +206,9 @@ async def test_a_write_that_fails_inside_its_transaction_leaves_nothing_and_is_5
     responses = await asyncio.gather(
         *(
             client.post(
-                "/orders", json={"item": f"x{i}", "quantity": 1}, headers={"Idempotency-Key": f"k{i}"}
+                "/orders",
+                json={"item": f"x{i}", "quantity": 1},
+                headers={"Idempotency-Key": f"k{i}"},
             )
             for i in range(5)
         )

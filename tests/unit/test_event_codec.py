@@ -13,7 +13,7 @@ import yaml
 from order_service.domain.events import OrderCreated
 from order_service.domain.order import Order
 from order_service.messaging.envelope import kafka_headers, order_created_message
-from order_service.messaging.event_codec import MAX_EVENT_BYTES, Poison, decode
+from order_service.messaging.event_codec import MAX_EVENT_BYTES, Poison, Skip, decode
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "schemas" / "order.created.v1.json").read_text())
@@ -54,7 +54,8 @@ def test_the_event_value_matches_the_published_json_schema() -> None:
         ({"item": "   "}, "invalid_schema"),
         ({"id": "not-a-uuid"}, "invalid_schema"),
         ({"status": "SHIPPED"}, "invalid_schema"),
-        ({"schema_version": 2}, "invalid_schema"),
+        ({"schema_version": 0}, "invalid_schema"),
+        ({"schema_version": "1"}, "invalid_schema"),
     ],
 )
 def test_a_value_the_schema_refuses_is_poison(change: dict[str, object], reason: str) -> None:
@@ -84,7 +85,46 @@ def test_a_json_value_that_is_not_an_object_is_poison() -> None:
 
 def test_an_empty_value_is_poison() -> None:
     _, headers = message()
-    assert reason_of(None, headers) == "invalid_schema"
+    assert reason_of(b"", headers) == "invalid_schema"
+
+
+def test_a_tombstone_is_poison() -> None:
+    _, headers = message()
+    assert reason_of(None, headers) == "tombstone"
+
+
+def skip_reason(value: bytes | None, headers: dict[str, str]) -> str:
+    with pytest.raises(Skip) as caught:
+        decode(value, kafka_headers(headers))
+    return caught.value.reason
+
+
+def test_another_event_type_is_skipped_not_poison() -> None:
+    value, headers = message()
+    assert skip_reason(value, {**headers, "ce_type": "order.shipped"}) == "unknown_type"
+
+
+def test_a_newer_major_version_is_skipped_not_poison() -> None:
+    value, headers = message()
+    payload = {**orjson.loads(value), "schema_version": 2}
+    dataschema = headers["ce_dataschema"].replace(".v1.json", ".v2.json")
+    assert skip_reason(orjson.dumps(payload), {**headers, "ce_dataschema": dataschema}) == (
+        "unsupported_version"
+    )
+
+
+def test_a_newer_minor_version_with_unknown_fields_is_read() -> None:
+    value, headers = message()
+    payload = {**orjson.loads(value), "currency": "EUR", "gift": {"wrap": True}}
+    dataschema = headers["ce_dataschema"].replace(".v1.json", ".v1.3.json")
+    event = decode(orjson.dumps(payload), kafka_headers({**headers, "ce_dataschema": dataschema}))
+    assert str(event.order_id) == payload["id"]
+
+
+def test_a_dataschema_that_disagrees_with_the_payload_version_is_poison() -> None:
+    value, headers = message()
+    dataschema = headers["ce_dataschema"].replace(".v1.json", ".v2.json")
+    assert reason_of(value, {**headers, "ce_dataschema": dataschema}) == "invalid_schema"
 
 
 def test_an_oversized_value_is_poison_before_parsing() -> None:
@@ -101,11 +141,6 @@ def test_a_missing_ce_id_is_poison() -> None:
 def test_a_ce_id_that_is_not_a_uuid_is_poison() -> None:
     value, headers = message()
     assert reason_of(value, {**headers, "ce_id": "42"}) == "invalid_header"
-
-
-def test_another_event_type_is_poison() -> None:
-    value, headers = message()
-    assert reason_of(value, {**headers, "ce_type": "order.shipped"}) == "unsupported_type"
 
 
 def test_a_header_that_is_not_utf8_is_poison() -> None:

@@ -12,7 +12,7 @@ from order_service.api.body_limit import BodyLimitMiddleware
 from order_service.api.deadline import DeadlineMiddleware
 from order_service.api.fast_path import OrderFastPath
 from order_service.api.problems import install_problem_handlers
-from order_service.api.routes import health, orders
+from order_service.api.routes import health, orders, stock
 from order_service.bootstrap import build_api, close_api
 from order_service.config import Settings
 from order_service.gc_tuning import freeze_startup_objects
@@ -52,6 +52,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(orders.router)
+    app.include_router(stock.router)
     app.include_router(health.router)
     install_problem_handlers(app)
     # Added innermost first: metrics see everything, the body limit refuses before anything

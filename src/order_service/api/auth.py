@@ -31,7 +31,9 @@ from order_service.observability.logging import get_logger
 
 __all__ = [
     "ANONYMOUS",
+    "SCOPE_ADMIN",
     "SCOPE_READ",
+    "SCOPE_STOCK_WRITE",
     "SCOPE_WRITE",
     "AuthError",
     "AuthUnavailable",
@@ -44,6 +46,8 @@ log = get_logger(__name__)
 
 SCOPE_READ = "orders:read"
 SCOPE_WRITE = "orders:write"
+SCOPE_ADMIN = "orders:admin"  # reads every order, not only the caller's own
+SCOPE_STOCK_WRITE = "stock:write"
 ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
@@ -60,8 +64,17 @@ class Principal:
     subject: str  # JWT `sub`; "anonymous" when auth is disabled
     scopes: frozenset[str]
 
+    @property
+    def owner_filter(self) -> str | None:
+        """Whose orders this caller may see: its own, or every order (None) with orders:admin."""
+        return None if SCOPE_ADMIN in self.scopes else self.subject
 
-ANONYMOUS = Principal(subject="anonymous", scopes=frozenset({SCOPE_READ, SCOPE_WRITE}))
+
+# Without auth there is one caller, so it sees everything (also orders from before 0003).
+ANONYMOUS = Principal(
+    subject="anonymous",
+    scopes=frozenset({SCOPE_READ, SCOPE_WRITE, SCOPE_ADMIN, SCOPE_STOCK_WRITE}),
+)
 
 
 class AuthError(Exception):

@@ -9,6 +9,7 @@ import asyncpg
 from order_service.api.auth import Authenticator
 from order_service.api.readiness import Readiness
 from order_service.config import Settings
+from order_service.service.cancel_order import OrderCancellation
 from order_service.service.place_order import OrderPlacement
 
 
@@ -17,5 +18,6 @@ class ApiContainer:
     settings: Settings
     pool: asyncpg.Pool
     placement: OrderPlacement
+    cancellation: OrderCancellation
     authenticator: Authenticator
     readiness: Readiness

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from order_service.api.auth import Principal
+from order_service.api.auth import SCOPE_READ, SCOPE_STOCK_WRITE, SCOPE_WRITE, Principal
 from order_service.api.container import ApiContainer
 from order_service.service.idempotency import MAX_KEY_LENGTH
 
@@ -31,8 +31,9 @@ def _scoped(scope: str) -> object:
     return Depends(dependency)
 
 
-WriterDep = Annotated[Principal, _scoped("orders:write")]
-ReaderDep = Annotated[Principal, _scoped("orders:read")]
+WriterDep = Annotated[Principal, _scoped(SCOPE_WRITE)]
+ReaderDep = Annotated[Principal, _scoped(SCOPE_READ)]
+StockWriterDep = Annotated[Principal, _scoped(SCOPE_STOCK_WRITE)]
 
 IdempotencyKeyHeader = Annotated[
     str | None,

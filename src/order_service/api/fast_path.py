@@ -90,6 +90,7 @@ class OrderFastPath:
                 key,
                 endpoint,
                 deadline,
+                headers,
             )
         except (DomainError, ServiceUnavailable) as exc:
             response = await _handled(scope, exc)
@@ -130,7 +131,13 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-_WANTED = {b"content-type", b"idempotency-key", b"authorization"}
+_WANTED = {
+    b"content-type",
+    b"idempotency-key",
+    b"authorization",
+    b"traceparent",
+    b"tracestate",
+}
 
 
 def _interesting_headers(scope: Scope) -> dict[str, str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import orjson
 from starlette.responses import Response
 
@@ -19,6 +21,7 @@ def order_json(order: Order) -> dict[str, object]:
         "item": order.item,
         "quantity": order.quantity,
         "status": order.status.value,
+        "rejection_reason": order.rejection_reason.value if order.rejection_reason else None,
         "created_at": order.created_at.isoformat(),
         "updated_at": order.updated_at.isoformat(),
     }
@@ -44,7 +47,7 @@ def _render_seed(order: Order) -> tuple[int, bytes]:
 RENDERERS: dict[str, Renderer] = {"orders": _render_created, "order": _render_seed}
 
 
-def _reply(result: PlacementResult, *, location: bool) -> Response:
+def reply(result: PlacementResult, *, location: bool) -> Response:
     headers = {"Location": f"/orders/{result.order_id}"} if location else {}
     if result.replayed:
         headers["Idempotency-Replayed"] = "true"
@@ -60,14 +63,21 @@ async def place_and_reply(
     key: str | None,
     endpoint: str,
     deadline: float,
+    trace_headers: Mapping[str, str] | None = None,
 ) -> Response:
     """`endpoint` is "orders" (201 + Location) or "order" (the seed's 200)."""
     idempotency = IdempotencyContext(subject, key, "POST", path) if key else None
     result = await container.placement.place(
-        item, quantity, RENDERERS[endpoint], idempotency, deadline=deadline
+        item,
+        quantity,
+        RENDERERS[endpoint],
+        idempotency,
+        owner=subject,
+        deadline=deadline,
+        trace_headers=trace_headers,
     )
     if result.replayed:
         IDEMPOTENT_REPLAYS.inc()
     else:
         ORDERS_CREATED.labels(endpoint=endpoint).inc()
-    return _reply(result, location=endpoint == "orders")
+    return reply(result, location=endpoint == "orders")

@@ -15,6 +15,8 @@ from order_service.api.auth import AuthError, AuthUnavailable
 from order_service.domain.errors import (
     IdempotencyKeyInFlight,
     IdempotencyKeyReused,
+    InvalidTransition,
+    OrderNotFound,
     ServiceUnavailable,
 )
 from order_service.observability.logging import get_logger
@@ -106,6 +108,22 @@ async def _key_in_flight(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return problem(404, "Not Found", str(exc), instance=request.url.path)
+
+
+async def _invalid_transition(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, InvalidTransition)
+    return problem(
+        409,
+        "The order cannot make this change",
+        f"the order is {exc.current}; it cannot become {exc.target}",
+        type_="/problems/invalid-transition",
+        instance=request.url.path,
+        extensions={"status_now": str(exc.current)},
+    )
+
+
 async def _unavailable(request: Request, exc: Exception) -> Response:
     # A write says what became of it (DESIGN.md §3): `outcome` "not_written" (nothing was
     # committed, nor will be) or "unknown" (ask with the same key, or GET `order_id`).
@@ -143,6 +161,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(IdempotencyKeyReused, _key_reused)
     app.add_exception_handler(IdempotencyKeyInFlight, _key_in_flight)
+    app.add_exception_handler(OrderNotFound, _not_found)
+    app.add_exception_handler(InvalidTransition, _invalid_transition)
     app.add_exception_handler(ServiceUnavailable, _unavailable)
     app.add_exception_handler(AuthUnavailable, _unavailable)
     app.add_exception_handler(AuthError, _auth)

@@ -8,7 +8,13 @@ from uuid import UUID
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, field_validator
 
-from order_service.domain.order import ITEM_MAX_LENGTH, QUANTITY_MAX, QUANTITY_MIN, OrderStatus
+from order_service.domain.order import (
+    ITEM_MAX_LENGTH,
+    QUANTITY_MAX,
+    QUANTITY_MIN,
+    OrderStatus,
+    RejectionReason,
+)
 
 
 def _whole_number(value: object) -> object:
@@ -47,6 +53,9 @@ class OrderOut(BaseModel):
     item: str
     quantity: int
     status: OrderStatus
+    rejection_reason: RejectionReason | None = Field(
+        default=None, description="Why a REJECTED order was rejected; null otherwise."
+    )
     created_at: datetime
     updated_at: datetime
 
@@ -59,6 +68,18 @@ class SeedOrderOut(BaseModel):
     item: str
     quantity: int
     status: OrderStatus
+
+
+class StockIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"available": 10}]})
+
+    available: Annotated[StrictInt, Field(ge=0, le=1_000_000_000), BeforeValidator(_whole_number)]
+
+
+class StockOut(BaseModel):
+    item: str
+    available: int = Field(description="Units that new orders can reserve.")
+    reserved: int = Field(description="Units held by confirmed orders.")
 
 
 class OrderPage(BaseModel):

@@ -12,13 +12,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 
 from order_service.config import Settings
-from order_service.messaging.kafka_client import create_consumer
+from order_service.messaging.kafka_client import create_consumer, is_retriable
 from order_service.messaging.lifecycle import prepare_topics, start_producer, stop_quietly
 from order_service.observability.logging import get_logger
+from order_service.observability.metrics import DLQ_DROPPED, DLQ_TRIMMED
 
 DLQ_PREFIX = "dlq."
 MAX_ERROR_MESSAGE = 1000
@@ -65,22 +68,78 @@ class DeadLetter:
 async def send_dead_letters(
     producer: AIOKafkaProducer, topic: str, letters: Sequence[DeadLetter]
 ) -> None:
-    """Send and await every acknowledgement: the caller commits the offsets only after (G6)."""
-    futures = [
-        await producer.send(
-            topic,
-            value=letter.record.value,
-            key=letter.record.key,
-            headers=dlq_headers(
-                letter.record,
-                error_type=letter.reason,
-                error_message=letter.detail,
-                attempts=letter.attempts,
-            ),
+    """Send and await every acknowledgement: the caller commits the offsets only after (G6).
+
+    A record the DLQ cannot take whole — too large for the broker or the producer, or with
+    neither key nor value (aiokafka refuses those) — is dead-lettered trimmed: its headers and
+    the `dlq.original.*` reference to its offset, without the value. One that cannot be sent
+    even so is logged with its offset and skipped: the partition must move on. Retriable
+    errors (the broker is away) propagate, and the caller retries the whole batch.
+    """
+    pending = []
+    for letter in letters:
+        pending.append((letter, await _send(producer, topic, letter, trimmed=False)))
+    for letter, delivery in pending:
+        if delivery is None:
+            continue
+        try:
+            await delivery
+        except KafkaError as exc:
+            if is_retriable(exc):
+                raise
+            await _send_trimmed(producer, topic, letter, exc)
+
+
+async def _send(
+    producer: AIOKafkaProducer, topic: str, letter: DeadLetter, *, trimmed: bool
+) -> asyncio.Future[Any] | None:
+    record = letter.record
+    headers = dlq_headers(
+        record, error_type=letter.reason, error_message=letter.detail, attempts=letter.attempts
+    )
+    value = record.value
+    if trimmed or (record.key is None and value is None):
+        headers.append(("dlq.trimmed", b"true"))
+        headers.append(("dlq.original.value_bytes", str(len(value or b"")).encode()))
+        value = b""
+    try:
+        delivery: asyncio.Future[Any] = await producer.send(
+            topic, value=value, key=record.key, headers=headers
         )
-        for letter in letters
-    ]
-    await asyncio.gather(*futures)
+        return delivery
+    except KafkaError as exc:
+        if is_retriable(exc) or trimmed:
+            raise
+        await _send_trimmed(producer, topic, letter, exc)
+        return None
+
+
+async def _send_trimmed(
+    producer: AIOKafkaProducer, topic: str, letter: DeadLetter, cause: BaseException
+) -> None:
+    log.warning(
+        "dlq_sending_trimmed_copy",
+        error=repr(cause),
+        partition=letter.record.partition,
+        offset=letter.record.offset,
+    )
+    try:
+        delivery = await _send(producer, topic, letter, trimmed=True)
+        if delivery is not None:
+            await delivery
+        DLQ_TRIMMED.inc()
+    except KafkaError as exc:
+        if is_retriable(exc):
+            raise
+        DLQ_DROPPED.inc()
+        log.error(
+            "dlq_record_dropped",
+            error=repr(exc),
+            topic=letter.record.topic,
+            partition=letter.record.partition,
+            offset=letter.record.offset,
+            reason=letter.reason,
+        )
 
 
 async def replay_dlq(settings: Settings, *, limit: int | None = None, dry_run: bool = False) -> int:

@@ -5,7 +5,7 @@ Names and attributes follow the OpenTelemetry messaging semantic conventions."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from opentelemetry import propagate, trace
@@ -67,12 +67,24 @@ def _headers(record: Any) -> dict[str, str]:
     }
 
 
+# The trace context a status event carries on, for the record that caused it.
+TraceOf = Callable[[Any], dict[str, str]]
+
+
+def _passed_on(record: Any) -> dict[str, str]:
+    """Untraced: the context that came with the message goes on unchanged (G7)."""
+    return {k: v for k, v in _headers(record).items() if k in TRACE_HEADERS}
+
+
 @contextlib.contextmanager
-def process_spans(records: Sequence[Any], group: str) -> Iterator[None]:
+def process_spans(records: Sequence[Any], group: str) -> Iterator[TraceOf]:
     """One CONSUMER span per message, child of its publish span; the batch's database work runs
-    in that span when the batch is one message, else in a span linked to every message's."""
+    in that span when the batch is one message, else in a span linked to every message's.
+
+    Yields, for each record, the trace headers an event it causes must carry: its CONSUMER
+    span's context when traced, else the context the message came with."""
     if not tracing_enabled():
-        yield
+        yield _passed_on
         return
     spans = []
     for record in records:
@@ -105,9 +117,19 @@ def process_spans(records: Sequence[Any], group: str) -> Iterator[None]:
             attributes={"messaging.batch.message_count": len(records)},
         )
     )
+    by_record = {id(record): span for record, span in zip(records, spans, strict=True)}
+
+    def trace_of(record: Any) -> dict[str, str]:
+        span = by_record.get(id(record))
+        if span is None:
+            return _passed_on(record)
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier, context=trace.set_span_in_context(span))
+        return {k: v for k, v in carrier.items() if k in TRACE_HEADERS}
+
     try:
         with trace.use_span(current, end_on_exit=False):
-            yield
+            yield trace_of
     except BaseException as exc:
         end_spans(spans if current in spans else [current, *spans], exc)
         raise

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from opentelemetry.trace import Span
 
 from order_service.config import Settings
+from order_service.domain.events import StatusEventType
 from order_service.messaging.batch_send import OutgoingMessage, send_in_batches
 from order_service.messaging.kafka_tracing import end_spans, start_publish_span
 from order_service.messaging.lifecycle import (
@@ -47,12 +48,14 @@ from order_service.observability.metrics import (
     OUTBOX_PUBLISH_FAILURES,
     OUTBOX_PUBLISH_LATENCY,
     OUTBOX_PUBLISHED,
+    STATUS_EVENTS_PUBLISHED,
 )
 from order_service.retry import backoff_delays
 from order_service.service_http import db_check, kafka_check, serve_http
 
 log = get_logger(__name__)
 
+STATUS_EVENT_TYPES = frozenset(t.value for t in StatusEventType)
 GAUGE_INTERVAL_S = 5.0
 HOUSEKEEPING_EVERY = 12  # gauge ticks: deletes run about once a minute
 
@@ -134,6 +137,9 @@ class Relay:
                 max(0.0, (acked - row.created_at).total_seconds()),
                 exemplar=traceparent_exemplar(row.headers.get("traceparent")),
             )
+            event_type = row.headers.get("ce_type", "")
+            if event_type in STATUS_EVENT_TYPES:
+                STATUS_EVENTS_PUBLISHED.labels(type=event_type).inc()
         end_spans(spans, None)
 
     async def refresh_backlog(self) -> None:

@@ -39,7 +39,8 @@ WRITE_BATCH_SIZE = Histogram(
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
 WRITE_QUEUE_DEPTH = Gauge(
-    "orders_write_queue_depth", "Order writes waiting for a group commit (bounded by WRITE_QUEUE_MAX)"
+    "orders_write_queue_depth",
+    "Order writes waiting for a group commit (bounded by WRITE_QUEUE_MAX)",
 )
 WRITES_REFUSED = Counter(
     "orders_write_refused_total",
@@ -57,6 +58,10 @@ DEPENDENCY_UP = Gauge(
 DB_POOL_SIZE = Gauge("db_pool_connections", "Connections open in the asyncpg pool")
 DB_POOL_IN_USE = Gauge("db_pool_connections_in_use", "Connections checked out of the pool")
 
+# --- api: lifecycle ---
+CANCELLATIONS = Counter("orders_cancelled_total", "Orders moved to CANCELLED (POST /cancel)")
+STOCK_UPDATES = Counter("stock_updates_total", "Stock levels set with PUT /stock/{item}")
+
 # --- relay ---
 OUTBOX_BACKLOG = Gauge("outbox_backlog", "Outbox rows not yet published")
 OUTBOX_OLDEST_AGE = Gauge(
@@ -70,6 +75,19 @@ OUTBOX_PUBLISH_LATENCY = Histogram(
     "outbox_publish_latency_seconds",
     "From the order's commit to the broker's acknowledgement",
     buckets=LATENCY_BUCKETS,
+)
+STATUS_EVENTS_PUBLISHED = Counter(
+    "order_status_events_published_total",
+    "Status events (order.confirmed|rejected|cancelled) acknowledged by the broker",
+    ["type"],
+)
+PRODUCER_RECREATED = Counter(
+    "relay_producer_recreated_total",
+    "Kafka producers replaced after a publish timeout or a fatal producer error",
+    ["reason"],
+)
+HOUSEKEEPING_DELETED = Counter(
+    "housekeeping_deleted_rows_total", "Expired rows deleted by the relay's housekeeping", ["table"]
 )
 OUTBOX_BATCH_SIZE = Histogram(
     "outbox_publish_batch_size",
@@ -86,6 +104,29 @@ EVENTS_FAILED = Counter("worker_events_failed_total", "Processing attempts that 
 EVENTS_DEAD_LETTERED = Counter(
     "worker_events_dead_lettered_total", "Events sent to the DLQ", ["reason"]
 )
+EVENTS_SKIPPED = Counter(
+    "worker_events_skipped_total",
+    "Events read and deliberately not applied: an unknown type or an unsupported major version",
+    ["reason"],
+)
+ORDERS_CONFIRMED = Counter(
+    "orders_confirmed_total", "Orders the worker confirmed", ["stock"]
+)  # stock="reserved" (a managed item) or "unmanaged"
+ORDERS_REJECTED = Counter("orders_rejected_total", "Orders the worker rejected", ["reason"])
+STOCK_RESERVED_UNITS = Counter(
+    "stock_reserved_units_total", "Units moved from available to reserved by confirmations"
+)
+DLQ_TRIMMED = Counter(
+    "worker_dead_letters_trimmed_total",
+    "Dead letters sent without their value (too large for the DLQ, or no key and no value)",
+)
+DLQ_DROPPED = Counter(
+    "worker_dead_letters_dropped_total",
+    "Records that could not be dead-lettered even trimmed: skipped (logged with their offset)",
+)
+REBALANCES = Counter(
+    "worker_rebalances_total", "Partition changes seen by this worker", ["change"]
+)  # change="assigned" | "revoked"
 CONSUMER_LAG_MESSAGES = Gauge(
     "worker_consumer_lag_messages", "Messages behind the partition's end", ["topic", "partition"]
 )

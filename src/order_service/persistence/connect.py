@@ -34,7 +34,9 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-async def connect(dsn: PostgresDsn, *, timeout: float, **kwargs: Any) -> asyncpg.Connection:
+async def connect(
+    dsn: PostgresDsn, *, timeout: float, **kwargs: Any  # noqa: ASYNC109 - asyncpg's own kwarg
+) -> asyncpg.Connection:
     """One connection, to the first host that answers and fits; raises NoUsableHost."""
     kwargs.pop("loop", None)
     if len(dsn.hosts) == 1:

@@ -7,8 +7,8 @@ SQLModel describe the schema and drive Alembic.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 import contextlib
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 

@@ -51,7 +51,7 @@ class PostgresDsn:
 
 def parse_dsn(dsn: str) -> PostgresDsn:
     scheme, sep, rest = dsn.partition("://")
-    if not sep or not scheme.split("+", 1)[0] in ("postgres", "postgresql"):
+    if not sep or scheme.split("+", 1)[0] not in ("postgres", "postgresql"):
         raise InvalidDsn("POSTGRES_DSN must start with postgresql:// (or postgresql+asyncpg://)")
     authority, _, tail = rest.partition("/")
     database, _, query = tail.partition("?")

@@ -22,10 +22,10 @@ WITH req AS (
   SELECT * FROM unnest(
     $1::uuid[], $2::text[], $3::int[], $4::timestamptz[],
     $5::text[], $6::text[], $7::text[], $8::smallint[], $9::bytea[],
-    $10::uuid[], $11::text[], $12::bytea[], $13::text[], $14::smallint[]
+    $10::uuid[], $11::text[], $12::bytea[], $13::text[], $14::smallint[], $15::text[]
   ) AS r(id, item, quantity, created_at,
          principal, idem_key, request_hash, status_code, response_body,
-         event_id, topic, payload, headers, lane)
+         event_id, topic, payload, headers, lane, owner)
 ),
 claimed AS (
   INSERT INTO idempotency_keys
@@ -39,8 +39,8 @@ accepted AS (
   SELECT * FROM req WHERE idem_key IS NULL OR id IN (SELECT order_id FROM claimed)
 ),
 new_orders AS (
-  INSERT INTO orders (id, item, quantity, status, created_at, updated_at)
-  SELECT id, item, quantity, 'PENDING', created_at, created_at FROM accepted
+  INSERT INTO orders (id, item, quantity, status, owner, created_at, updated_at)
+  SELECT id, item, quantity, 'PENDING', owner, created_at, created_at FROM accepted
   RETURNING id
 ),
 new_events AS (
@@ -111,7 +111,7 @@ async def stored_responses(
 
 
 def _columns(requests: Sequence[WriteRequest]) -> list[list[object]]:
-    cols: list[list[object]] = [[] for _ in range(14)]
+    cols: list[list[object]] = [[] for _ in range(15)]
     for r in requests:
         o, m, c = r.order, r.message, r.claim
         values: tuple[object, ...] = (
@@ -129,6 +129,7 @@ def _columns(requests: Sequence[WriteRequest]) -> list[list[object]]:
             m.payload,
             orjson.dumps(m.headers).decode(),
             m.lane,
+            o.owner,
         )
         for col, value in zip(cols, values, strict=True):
             col.append(value)

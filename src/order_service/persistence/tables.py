@@ -11,6 +11,7 @@ from uuid import UUID
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -43,16 +44,43 @@ class OrderRow(SQLModel, table=True):
     __tablename__ = "orders"
     __table_args__ = (
         CheckConstraint("quantity BETWEEN 1 AND 10000", name="ck_orders_quantity"),
-        CheckConstraint("status IN ('PENDING', 'CONFIRMED', 'REJECTED')", name="ck_orders_status"),
+        CheckConstraint(
+            "status IN ('PENDING', 'CONFIRMED', 'REJECTED', 'CANCELLED')", name="ck_orders_status"
+        ),
+        CheckConstraint(
+            "rejection_reason IS NULL OR rejection_reason IN ('out_of_stock')",
+            name="ck_orders_rejection_reason",
+        ),
         CheckConstraint("length(item) BETWEEN 1 AND 200", name="ck_orders_item"),
         Index("ix_orders_status_id", "status", "id"),
+        Index("ix_orders_owner_id", "owner", "id"),
     )
 
     id: UUID = Field(primary_key=True)
     item: str = Field(sa_column=Column(String(200), nullable=False))
     quantity: int = Field(nullable=False)
     status: str = Field(sa_column=Column(String(16), nullable=False))
+    rejection_reason: str | None = Field(default=None, sa_column=Column(String(32)))
+    # Units taken from the item's stock by the worker (a cancellation gives them back).
+    reserved: bool | None = Field(default=None, sa_column=Column(Boolean))
+    # The principal that placed it (JWT `sub`, "anonymous" without auth); NULL before 0003.
+    owner: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = _ts()
+    updated_at: datetime = _ts()
+
+
+class StockRow(SQLModel, table=True):
+    """Stock of a managed item (G9: available >= 0, available + reserved set only by PUT)."""
+
+    __tablename__ = "stock"
+    __table_args__ = (
+        CheckConstraint("available >= 0", name="ck_stock_available"),
+        CheckConstraint("reserved >= 0", name="ck_stock_reserved"),
+    )
+
+    item: str = Field(sa_column=Column(String(200), primary_key=True))
+    available: int = Field(nullable=False)
+    reserved: int = Field(default=0, nullable=False)
     updated_at: datetime = _ts()
 
 
@@ -103,6 +131,7 @@ class InboxRow(SQLModel, table=True):
     """Event ids the worker has applied: the effect and this row commit together (G5)."""
 
     __tablename__ = "inbox"
+    __table_args__ = (Index("ix_inbox_processed_at", "processed_at"),)
 
     event_id: UUID = Field(primary_key=True)
     order_id: UUID = Field(nullable=False)

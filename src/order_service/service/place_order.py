@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from uuid import UUID
 
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 
 from order_service.domain.events import OrderCreated
 from order_service.domain.order import Order
 from order_service.messaging.envelope import order_created_message
+from order_service.observability.propagation import outgoing_trace_headers
 from order_service.observability.tracing import tracer
 from order_service.persistence.order_writer import IdempotencyClaim, OrderWriter, WriteRequest
 from order_service.service.idempotency import InFlightKeys, check_replay, request_fingerprint
@@ -37,11 +38,18 @@ class IdempotencyContext:
 
 
 class OrderPlacement:
-    def __init__(self, writer: OrderWriter, *, topic: str, source: str) -> None:
+    def __init__(
+        self,
+        writer: OrderWriter,
+        *,
+        topic: str,
+        source: str,
+        in_flight: InFlightKeys | None = None,
+    ) -> None:
         self._writer = writer
         self._topic = topic
         self._source = source
-        self._in_flight = InFlightKeys()
+        self._in_flight = in_flight or InFlightKeys()
         self._tracer = tracer()
 
     def _write_span(self, order: Order) -> AbstractContextManager[object]:
@@ -65,20 +73,21 @@ class OrderPlacement:
         render: Renderer,
         idempotency: IdempotencyContext | None = None,
         *,
+        owner: str,
         deadline: float,
+        trace_headers: Mapping[str, str] | None = None,
     ) -> PlacementResult:
         """`deadline` (event-loop time) bounds the whole write, queueing included (G1)."""
-        order = Order.place(item, quantity)
+        order = Order.place(item, quantity, owner=owner)
         fingerprint = ""
         if idempotency is not None:
             fingerprint = request_fingerprint(
                 idempotency.method, idempotency.path, {"item": item, "quantity": quantity}
             )
         with self._write_span(order):
-            # G7: the trace context at write time travels with the event through the outbox.
-            carrier: dict[str, str] = {}
-            if trace.get_current_span().get_span_context().is_valid:
-                propagate.inject(carrier)
+            # G7: the trace context at write time travels with the event through the outbox —
+            # the request's own when no SDK is installed (a traced gateway's trace goes on).
+            carrier = outgoing_trace_headers(trace_headers)
             message = order_created_message(
                 OrderCreated.of(order),
                 topic=self._topic,

@@ -1,0 +1,73 @@
+"""The worker's effects for a batch: reservation, transition and status event, once per event.
+
+The transaction itself is `persistence.order_settlement`; here it is given the status events
+to write (CloudEvents, keyed by order id, carrying the trace on) and its outcome is counted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from uuid import UUID
+
+import asyncpg
+
+from order_service.domain.events import OrderStatusChanged
+from order_service.domain.order import Order, OrderStatus, utcnow
+from order_service.messaging.envelope import OutboxMessage, event_message
+from order_service.observability.metrics import (
+    END_TO_END_LATENCY,
+    ORDERS_CONFIRMED,
+    ORDERS_REJECTED,
+    STOCK_RESERVED_UNITS,
+)
+from order_service.persistence.order_settlement import Applied, Outcome, settle_created
+
+
+class OrderEffects:
+    def __init__(self, pool: asyncpg.Pool, *, status_topic: str, source: str) -> None:
+        self._pool = pool
+        self._topic = status_topic
+        self._source = source
+
+    async def apply(
+        self,
+        events: Sequence[tuple[UUID, UUID]],
+        trace_headers: Mapping[UUID, dict[str, str]],
+    ) -> dict[UUID, Applied]:
+        """(event_id, order_id) in offset order; `trace_headers` by order id."""
+
+        def status_message(order: Order) -> OutboxMessage:
+            return event_message(
+                OrderStatusChanged.of(order),
+                topic=self._topic,
+                source=self._source,
+                trace_headers=trace_headers.get(order.id, {}),
+            )
+
+        async with self._pool.acquire() as conn:
+            return await settle_created(conn, events, status_message, now=utcnow())
+
+
+def account(results: Mapping[UUID, Applied]) -> tuple[int, int]:
+    """Count what the batch did; returns (applied, duplicates)."""
+    now = datetime.now(UTC)
+    applied = duplicates = 0
+    for result in results.values():
+        if result.outcome is Outcome.DUPLICATE:
+            duplicates += 1
+            continue
+        if result.outcome is not Outcome.APPLIED:
+            continue
+        applied += 1
+        order = result.order
+        if order is None:
+            continue  # cancelled before the worker saw it: nothing to decide
+        if order.status is OrderStatus.CONFIRMED:
+            ORDERS_CONFIRMED.labels(stock="reserved" if order.reserved else "unmanaged").inc()
+            if order.reserved:
+                STOCK_RESERVED_UNITS.inc(order.quantity)
+        elif order.status is OrderStatus.REJECTED and order.rejection_reason is not None:
+            ORDERS_REJECTED.labels(reason=order.rejection_reason.value).inc()
+        END_TO_END_LATENCY.observe(max(0.0, (now - order.created_at).total_seconds()))
+    return applied, duplicates
