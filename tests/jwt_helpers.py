@@ -176,3 +176,90 @@ class JwksServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+@dataclass
+class RawJwksServer:
+    """A JWKS endpoint on a bare asyncio socket, for the faults an HTTP framework smooths over.
+
+    `silent`: the connection is accepted and the request read, then nothing is said (a hung
+    issuer, or one behind a blackholing proxy) until `answer()` or the client gives up.
+    `trickle_s`: the body goes out one whitespace byte per `trickle_s` before the document.
+    """
+
+    keys: list[dict[str, Any]] = field(default_factory=list)
+    silent: bool = False
+    trickle_s: float = 0.0
+    trickle_bytes: int = 0
+    connections: int = 0  # accepted, i.e. fetches started
+    waiting: int = 0  # requests read and not answered: the fetches in flight
+    port: int = 0
+    _server: asyncio.Server | None = None
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/.well-known/jwks.json"
+
+    def publish(self, *keys: SigningKey) -> None:
+        self.keys = [key.jwk for key in keys]
+
+    def answer(self, *keys: SigningKey) -> None:
+        """Speak again, with these keys, also to the requests held while silent."""
+        self.publish(*keys)
+        self.silent = False
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for writer in list(self._writers):
+                writer.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._writers.add(writer)
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            if self.silent and not await self._held_until_answer(reader):
+                return
+            await self._respond(writer)
+        except (OSError, asyncio.IncompleteReadError):
+            pass  # the client gave up: that is what a timeout looks like from here
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    async def _held_until_answer(self, reader: asyncio.StreamReader) -> bool:
+        self.waiting += 1
+        self._wake.clear()
+        woken = asyncio.ensure_future(self._wake.wait())
+        gone = asyncio.ensure_future(reader.read(1))  # b"" once the client closes
+        try:
+            await asyncio.wait({woken, gone}, return_when=asyncio.FIRST_COMPLETED)
+            return woken.done()
+        finally:
+            self.waiting -= 1
+            woken.cancel()
+            gone.cancel()
+
+    async def _respond(self, writer: asyncio.StreamWriter) -> None:
+        body = orjson.dumps({"keys": self.keys})
+        length = self.trickle_bytes + len(body)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {length}\r\nConnection: close\r\n\r\n".encode()
+        )
+        for _ in range(self.trickle_bytes):
+            writer.write(b" ")  # JSON allows leading whitespace: a valid, very slow document
+            await writer.drain()
+            await asyncio.sleep(self.trickle_s)
+        writer.write(body)
+        await writer.drain()

@@ -85,6 +85,7 @@ def api(
 
     from order_service.domain.errors import ServiceUnavailable
     from order_service.messaging.lifecycle import open_pool
+    from order_service.observability.logging import logging_config
 
     settings = _settings()
     _init_observability(settings, "api")
@@ -109,6 +110,7 @@ def api(
         loop="uvloop",
         http="httptools",
         access_log=False,
+        log_config=logging_config(settings, "api"),  # uvicorn's lines as JSON too, per worker
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
         lifespan="on",

@@ -76,6 +76,14 @@ class Settings(BaseSettings):
     auth_issuer: str | None = None
     auth_audience: str | None = None
     auth_jwks_url: str | None = None
+    # The whole fetch of the key set (connect, request, body), on the request path only when
+    # the cache cannot answer (cold start, unknown kid, keys past AUTH_JWKS_MAX_STALE_S).
+    auth_jwks_fetch_timeout_s: float = Field(default=3.0, gt=0)
+    # Keys older than this are refreshed in the background while still being served.
+    auth_jwks_max_age_s: float = Field(default=600.0, gt=0)
+    # How long keys stay in service while every refresh fails (issuer down): long enough to
+    # ride out an outage, short enough that a key the issuer revoked stops being trusted.
+    auth_jwks_max_stale_s: float = Field(default=6 * 3600.0, gt=0)
 
     @property
     def dlq_topic(self) -> str:
@@ -101,6 +109,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 "AUTH_ENABLED needs AUTH_ISSUER, AUTH_AUDIENCE and AUTH_JWKS_URL to be set"
             )
+        if self.auth_jwks_max_stale_s <= self.auth_jwks_max_age_s:
+            raise ValueError("AUTH_JWKS_MAX_STALE_S must exceed AUTH_JWKS_MAX_AGE_S")
         if self.environment == "prod" and not self.auth_enabled:
             raise ValueError("AUTH_ENABLED must be true when ENVIRONMENT=prod")
         if (

@@ -103,6 +103,8 @@ async def serve_http(
     except OSError as exc:
         sock.close()
         raise RuntimeError(f"cannot listen on {bind_host}:{port}: {exc.strerror}") from exc
+    # log_config=None: the process has set up logging already (observability.logging), and
+    # uvicorn's records reach its renderer like any library's.
     config = uvicorn.Config(
         create_app(checks), log_config=None, access_log=False, lifespan="off", log_level="warning"
     )

@@ -15,6 +15,7 @@ from tests.jwt_helpers import (
     AUDIENCE,
     FakeClock,
     JwksServer,
+    RawJwksServer,
     SigningKey,
     auth_settings,
     claims,
@@ -45,8 +46,8 @@ async def make_auth(jwks: JwksServer, clock: FakeClock) -> AsyncIterator[MakeAut
     made: list[Authenticator] = []
 
     def make(url: str | None = None, fetch_timeout_s: float = 3.0) -> Authenticator:
-        settings = auth_settings(url or jwks.url)
-        authenticator = Authenticator(settings, fetch_timeout_s=fetch_timeout_s, clock=clock)
+        settings = auth_settings(url or jwks.url, auth_jwks_fetch_timeout_s=fetch_timeout_s)
+        authenticator = Authenticator(settings, clock=clock)
         made.append(authenticator)
         return authenticator
 
@@ -349,6 +350,74 @@ async def test_cached_keys_keep_working_when_the_issuer_goes_down(
     assert (await authenticator.authenticate(f"Bearer {mint(rsa_key)}")).subject
     with pytest.raises(AuthUnavailable):
         await authenticator.authenticate(f"Bearer {mint(make_key('ES256'))}")
+
+
+async def test_concurrent_requests_on_a_cold_cache_share_one_fetch(
+    rsa_key: SigningKey, jwks: JwksServer, make_auth: MakeAuth
+) -> None:
+    """Catches a cache without single flight: each waiting request fetching on its own."""
+    jwks.publish(rsa_key)
+    jwks.delay_s = 0.2
+    authenticator = make_auth()
+    principals = await asyncio.gather(
+        *(authenticator.authenticate(f"Bearer {mint(rsa_key)}") for _ in range(20))
+    )
+    assert {principal.subject for principal in principals} == {"client-123@clients"}
+    assert jwks.hits == 1
+
+
+async def test_a_request_that_gives_up_does_not_cancel_the_fetch_others_share(
+    rsa_key: SigningKey, jwks: JwksServer, make_auth: MakeAuth
+) -> None:
+    """Catches the fetch running in the caller's task: the old code's fetch died with the
+    first caller's timeout, and the next caller got 503 (failure cooldown) instead of keys."""
+    jwks.publish(rsa_key)
+    jwks.delay_s = 0.3
+    authenticator = make_auth()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):  # the client went away, or REQUEST_TIMEOUT_S hit
+            await authenticator.authenticate(f"Bearer {mint(rsa_key)}")
+    assert (await authenticator.authenticate(f"Bearer {mint(rsa_key)}")).subject
+    assert jwks.hits == 1
+
+
+async def test_a_jwks_endpoint_trickling_its_body_is_cut_off_at_the_fetch_timeout(
+    rsa_key: SigningKey, make_auth: MakeAuth
+) -> None:
+    """Catches a fetch bounded per read only (httpx's timeouts): the old code waited as long
+    as the endpoint kept sending a byte now and then, here 10 s against a 0.3 s timeout."""
+    issuer = RawJwksServer(trickle_s=0.05, trickle_bytes=200)
+    await issuer.start()
+    try:
+        issuer.publish(rsa_key)
+        started = time.monotonic()
+        with pytest.raises(AuthUnavailable, match="did not answer within"):
+            await make_auth(url=issuer.url, fetch_timeout_s=0.3).authenticate(
+                f"Bearer {mint(rsa_key)}"
+            )
+        assert time.monotonic() - started < 1.5
+    finally:
+        await issuer.stop()
+
+
+async def test_cached_keys_outlive_failing_refreshes_up_to_max_stale_then_503(
+    rsa_key: SigningKey, jwks: JwksServer, make_auth: MakeAuth, clock: FakeClock
+) -> None:
+    """Catches keys trusted forever while the issuer fails (the old code had no limit), and a
+    cache that stays unavailable once the issuer is back."""
+    jwks.publish(rsa_key)
+    authenticator = make_auth()
+    await authenticator.authenticate(f"Bearer {mint(rsa_key)}")
+    jwks.status = 503
+    clock.advance(601)  # due for a refresh, which fails in the background
+    assert (await authenticator.authenticate(f"Bearer {mint(rsa_key)}")).subject
+    clock.advance(6 * 3600)  # past max_stale_s since the last successful fetch
+    with pytest.raises(AuthUnavailable, match="cannot be refreshed: JWKS endpoint answered"):
+        await authenticator.authenticate(f"Bearer {mint(rsa_key)}")
+    jwks.status = 200
+    clock.advance(3)  # past the failure cooldown
+    assert (await authenticator.authenticate(f"Bearer {mint(rsa_key)}")).subject
+    assert jwks.hits == 3  # warm-up, the failed refresh (joined past max_stale), recovery
 
 
 def _without_alg(key: SigningKey) -> dict[str, object]:

@@ -43,3 +43,10 @@ def test_production_without_auth_is_refused() -> None:
 def test_an_idempotency_ttl_under_a_day_is_refused() -> None:
     with pytest.raises(ValidationError, match="idempotency_ttl_hours"):
         Settings(_env_file=None, idempotency_ttl_hours=1)  # type: ignore[call-arg]
+
+
+def test_jwks_keys_that_go_stale_before_they_are_due_for_refresh_are_refused() -> None:
+    with pytest.raises(ValidationError, match="AUTH_JWKS_MAX_STALE_S"):
+        Settings(  # type: ignore[call-arg]
+            _env_file=None, auth_jwks_max_age_s=600, auth_jwks_max_stale_s=300
+        )

@@ -17,6 +17,7 @@ from order_service.bootstrap import build_api, close_api
 from order_service.config import Settings
 from order_service.gc_tuning import freeze_startup_objects
 from order_service.observability.http_metrics import HttpMetricsMiddleware
+from order_service.observability.logging import configure_logging, get_logger
 from order_service.observability.tracing import configure_tracing
 
 DESCRIPTION = """
@@ -25,6 +26,8 @@ transaction; a relay publishes them to Kafka (`orders.created`, CloudEvents bina
 worker confirms each order. Send `Idempotency-Key` on POSTs to retry safely.
 """
 
+
+log = get_logger(__name__)
 
 _PROBES = frozenset({"/healthz", "/readyz", "/metrics", "/db_health"})
 
@@ -38,10 +41,12 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.container = await build_api(settings)
         freeze_startup_objects()
+        log.info("api_started", auth_enabled=settings.auth_enabled)
         try:
             yield
         finally:
             await close_api(app.state.container)
+            log.info("api_stopped")
 
     app = FastAPI(
         # FastAPI's native OpenTelemetry: server spans when a tracer provider is installed.
@@ -74,5 +79,7 @@ def app_from_environment() -> FastAPI:
     from order_service.config import get_settings
 
     settings = get_settings()
-    configure_tracing(settings, "api")  # again here: each uvicorn worker process needs it
+    # Again here: each uvicorn worker process starts from nothing and needs both.
+    configure_logging(settings, "api")
+    configure_tracing(settings, "api")
     return create_app(settings)

@@ -125,8 +125,6 @@ class Authenticator:
         settings: Settings,
         http: httpx.AsyncClient | None = None,
         *,
-        fetch_timeout_s: float = 3.0,
-        refresh_interval_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._enabled = settings.auth_enabled
@@ -144,13 +142,14 @@ class Authenticator:
         if settings.environment == "prod" and not url.startswith("https://"):
             raise ValueError("AUTH_JWKS_URL must be an https:// URL when ENVIRONMENT=prod")
         if self._http is None:
-            self._http = httpx.AsyncClient(timeout=fetch_timeout_s)
+            self._http = httpx.AsyncClient(timeout=settings.auth_jwks_fetch_timeout_s)
             self._owns_http = True
         self._jwks = JwksCache(
             url,
             self._http,
-            fetch_timeout_s=fetch_timeout_s,
-            min_refresh_interval_s=refresh_interval_s,
+            fetch_timeout_s=settings.auth_jwks_fetch_timeout_s,
+            max_age_s=settings.auth_jwks_max_age_s,
+            max_stale_s=settings.auth_jwks_max_stale_s,
             clock=clock,
         )
 
@@ -199,6 +198,8 @@ class Authenticator:
         )
 
     async def aclose(self) -> None:
+        if self._jwks is not None:
+            await self._jwks.aclose()
         if self._owns_http and self._http is not None:
             await self._http.aclose()
 

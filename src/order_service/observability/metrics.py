@@ -57,6 +57,11 @@ DEPENDENCY_UP = Gauge(
 )
 DB_POOL_SIZE = Gauge("db_pool_connections", "Connections open in the asyncpg pool")
 DB_POOL_IN_USE = Gauge("db_pool_connections_in_use", "Connections checked out of the pool")
+JWKS_REFRESHES = Counter(
+    "auth_jwks_refresh_total",
+    "Fetches of the issuer's signing keys (JWKS), by outcome: ok or failed",
+    ["outcome"],
+)
 
 # --- api: lifecycle ---
 CANCELLATIONS = Counter("orders_cancelled_total", "Orders moved to CANCELLED (POST /cancel)")
