@@ -3,53 +3,22 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-import yaml
-
 from order_service.config import Settings
+from tests.deploy.sources import COMPOSE, REPO, docker_compose
+from tests.deploy.sources import services as _services
 
-REPO = Path(__file__).resolve().parents[2]
-COMPOSE = REPO / "docker-compose.yml"
 APP_SERVICES = ("migrate", "api", "relay", "worker")
 ONE_SHOT = {"migrate", "topics"}
 SEED_PORTS = {8000, 8001, 8002, 5432, 9092, 9090, 9093, 3000, 16686, 9187, 9308}
 
 
-def _docker_compose() -> str:
-    path = shutil.which("docker-compose")
-    assert (
-        path
-    ), "docker-compose is missing: run `make system-deps` (apt-get install docker-compose)"
-    return path
-
-
-@pytest.fixture(scope="module")
-def resolved() -> dict[str, Any]:
-    result = subprocess.run(
-        [_docker_compose(), "-f", str(COMPOSE), "config"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    config: dict[str, Any] = yaml.safe_load(result.stdout)
-    return config
-
-
-def _services(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    services: dict[str, dict[str, Any]] = config["services"]
-    return services
-
-
 def test_compose_file_is_valid_for_docker_compose() -> None:
     result = subprocess.run(
-        [_docker_compose(), "-f", str(COMPOSE), "config", "-q"],
+        [docker_compose(), "-f", str(COMPOSE), "config", "-q"],
         cwd=REPO,
         capture_output=True,
         text=True,
