@@ -1,0 +1,171 @@
+"""The rendered chart agrees with itself, for every values file: ports, selectors, the
+termination budget."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import yaml
+
+from order_service.config import Settings
+from tests.deploy.manifests import (
+    Pod,
+    config,
+    container_port,
+    deployment_pods,
+    kind,
+    selects,
+    service_pods,
+)
+from tests.deploy.sources import CHART, REPO, Docs
+
+PROBE_PATHS = {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"}
+# What the kubelet needs beyond the drain itself to see the process gone (pools closed, exit).
+GRACE_MARGIN_S = 2
+# The DSN of the guide's RDS secret (docs/deploy-aws.md) where the chart gets it from elsewhere.
+EXTERNAL_DSN = "postgresql+asyncpg://orders:secret@orders-db.rds.amazonaws.com:5432/orderdb"
+
+
+def _listen_port(pod: Pod) -> int:
+    (container,) = pod.spec["containers"]
+    args = container["args"]
+    return int(args[args.index("--port") + 1])
+
+
+def test_services_probes_and_listeners_agree_on_every_port(rendered: dict[str, Docs]) -> None:
+    """Catches a Service targetPort, probe port or Ingress backend port that names no port of
+    the container, and a `--port` other than the containerPort (tried: the container port
+    renamed `web`; `--port` taken from service.port; the Ingress backend port `metrics`)."""
+    for name, docs in rendered.items():
+        for pod in deployment_pods(docs):
+            (container,) = pod.spec["containers"]
+            listen = _listen_port(pod)
+            assert [p["containerPort"] for p in container["ports"]] == [listen], (name, pod.owner)
+            for probe, path in PROBE_PATHS.items():
+                get = container[probe]["httpGet"]
+                target = container_port(container, get["port"])
+                assert target and target["containerPort"] == listen, (name, pod.owner, probe)
+                assert get["path"] == path, (name, pod.owner, probe)
+        services = {s["metadata"]["name"]: s for s in kind(docs, "Service")}
+        assert len(services) == 3, name
+        for service in services.values():
+            (pod,) = service_pods(service, docs)
+            (container,) = pod.spec["containers"]
+            for port in service["spec"]["ports"]:
+                target = container_port(container, port["targetPort"])
+                assert target, f"{name}: {service['metadata']['name']} targets {port['targetPort']}"
+                assert (target["name"], target["protocol"]) == (port["name"], port["protocol"])
+        for ingress in kind(docs, "Ingress"):
+            for rule in ingress["spec"]["rules"]:
+                for path in rule["http"]["paths"]:
+                    backend = path["backend"]["service"]
+                    ports = services[backend["name"]]["spec"]["ports"]
+                    wanted = backend["port"].get("name") or backend["port"].get("number")
+                    assert any(wanted in (p["name"], p["port"]) for p in ports), (name, wanted)
+
+
+def _service_label(meta: str) -> str | None:
+    prefix = "__meta_kubernetes_service_label_"
+    return meta[len(prefix) :] if meta.startswith(prefix) else None
+
+
+def test_service_monitor_selects_the_three_services_and_scrapes_ports_they_have(
+    rendered: dict[str, Docs],
+) -> None:
+    """Catches a selector label the Services lack (tried: `app.kubernetes.io/part-of`), an
+    endpoint port no Service names (tried: `metrics`), and jobLabel/targetLabels/relabelings
+    reading Service labels that are not there (tried: jobLabel `order-service/jobname`)."""
+    monitors = 0
+    for name, docs in rendered.items():
+        for monitor in kind(docs, "ServiceMonitor"):
+            monitors += 1
+            spec = monitor["spec"]
+            assert not spec.get("namespaceSelector"), "the release's own namespace, nothing else"
+            chosen = [
+                s
+                for s in kind(docs, "Service")
+                if selects(spec["selector"]["matchLabels"], s["metadata"]["labels"])
+            ]
+            components = sorted(
+                s["metadata"]["labels"]["app.kubernetes.io/component"] for s in chosen
+            )
+            assert components == ["api", "relay", "worker"], name
+            for service in chosen:
+                labels = service["metadata"]["labels"]
+                sanitized = {re.sub(r"[^a-zA-Z0-9_]", "_", k) for k in labels}
+                assert spec["jobLabel"] in labels, name
+                assert set(spec.get("targetLabels") or []) <= set(labels), name
+                (pod,) = service_pods(service, docs)
+                (container,) = pod.spec["containers"]
+                for endpoint in spec["endpoints"]:
+                    assert endpoint["path"] == "/metrics"
+                    named = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
+                    assert named, f"{name}: {service['metadata']['name']} has no {endpoint['port']}"
+                    port = named[0]
+                    target = container_port(container, port["targetPort"])
+                    assert target and target["containerPort"] == _listen_port(pod), name
+                    for relabel in endpoint.get("relabelings") or []:
+                        for source in relabel.get("sourceLabels") or []:
+                            label = _service_label(source)
+                            assert label is None or label in sanitized, (name, source)
+    assert monitors >= 2, "values-aws and all-features render a ServiceMonitor"
+
+
+def _dsn(docs: Docs) -> str:
+    secrets = kind(docs, "Secret")
+    return secrets[0]["stringData"]["POSTGRES_DSN"] if secrets else EXTERNAL_DSN
+
+
+def _pause_s(container: dict[str, Any]) -> int:
+    hook = (container.get("lifecycle") or {}).get("preStop")
+    if not hook:
+        return 0
+    if "sleep" in hook:
+        return int(hook["sleep"]["seconds"])
+    command = hook["exec"]["command"]
+    assert command[0] in ("sleep", "/bin/sleep"), command
+    return int(command[1])
+
+
+def test_grace_period_outlasts_the_prestop_pause_and_the_drain(rendered: dict[str, Docs]) -> None:
+    """terminationGracePeriodSeconds >= preStop pause + SHUTDOWN_TIMEOUT_S + margin on every
+    Deployment, else the kubelet SIGKILLs in the middle of the drain. Catches a fixed grace
+    period (tried: the old `terminationGracePeriodSeconds: 30`, while values-aws has a 20 s
+    pause and a 20 s drain) and a derivation without the margin (tried: `add $preStop $shutdown`).
+    """
+    default = Settings.model_fields["shutdown_timeout_s"].default
+    for name, docs in rendered.items():
+        shutdown = math.ceil(float(config(docs).get("SHUTDOWN_TIMEOUT_S", default)))
+        for pod in deployment_pods(docs):
+            (container,) = pod.spec["containers"]
+            budget = _pause_s(container) + shutdown + GRACE_MARGIN_S
+            grace = pod.spec["terminationGracePeriodSeconds"]
+            assert grace >= budget, f"{name}: {pod.owner} grace {grace}s < {budget}s"
+
+
+def _kube_version_floor() -> tuple[int, int]:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    found = re.match(r">=\s*(\d+)\.(\d+)", chart["kubeVersion"])
+    assert found, chart["kubeVersion"]
+    return int(found.group(1)), int(found.group(2))
+
+
+def test_api_pods_pause_before_sigterm_with_a_hook_the_cluster_and_image_run(
+    rendered: dict[str, Docs],
+) -> None:
+    """Endpoint removal runs alongside termination: without a pause, kube-proxy and the ALB
+    still send requests to a pod that has stopped accepting them. Catches (tried): no hook
+    (api.preStopSleepSeconds 0); the native `sleep` action while kubeVersion admits 1.29, where
+    it is off by default; an exec `sleep` on an image without coreutils (a distroless base)."""
+    runtime_base = re.findall(r"^FROM\s+(\S+)", (REPO / "Dockerfile").read_text(), flags=re.M)[-1]
+    for name, docs in rendered.items():
+        (api,) = [p for p in deployment_pods(docs) if p.component == "api"]
+        (container,) = api.spec["containers"]
+        assert _pause_s(container) >= 5, f"{name}: the api has no preStop pause"
+        hook = container["lifecycle"]["preStop"]
+        if "sleep" in hook:
+            assert _kube_version_floor() >= (1, 30), "preStop.sleep needs Kubernetes >= 1.30"
+        else:
+            assert re.search(r"-slim-(bookworm|trixie)$", runtime_base), runtime_base
