@@ -1,5 +1,5 @@
 """The rendered chart agrees with itself, for every values file: ports, selectors, the
-termination budget."""
+termination budget, and the settings the pods get."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from tests.deploy.sources import CHART, REPO, Docs
 PROBE_PATHS = {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"}
 # What the kubelet needs beyond the drain itself to see the process gone (pools closed, exit).
 GRACE_MARGIN_S = 2
+# Kafka's and MSK's default log.retention.hours; none of our topics overrides it.
+TOPIC_RETENTION_HOURS = 168
 # The DSN of the guide's RDS secret (docs/deploy-aws.md) where the chart gets it from elsewhere.
 EXTERNAL_DSN = "postgresql+asyncpg://orders:secret@orders-db.rds.amazonaws.com:5432/orderdb"
 
@@ -169,3 +171,18 @@ def test_api_pods_pause_before_sigterm_with_a_hook_the_cluster_and_image_run(
             assert _kube_version_floor() >= (1, 30), "preStop.sleep needs Kubernetes >= 1.30"
         else:
             assert re.search(r"-slim-(bookworm|trixie)$", runtime_base), runtime_base
+
+
+def test_every_configmap_loads_as_settings_and_carries_the_topic_settings(
+    rendered: dict[str, Docs],
+) -> None:
+    """Catches a value Settings refuses (tried: values-aws KAFKA_TOPIC_MIN_INSYNC_REPLICAS "4"
+    over RF "3"), the status topic left out (tried: KAFKA_STATUS_TOPIC removed from values.yaml)
+    and an inbox that forgets event ids before the topic drops them (tried: "72" hours)."""
+    for name, docs in rendered.items():
+        cfg = config(docs)
+        fields = {k.lower(): v for k, v in cfg.items()}
+        # model_validate: these values alone, not this machine's environment or .env.
+        settings = Settings.model_validate({"postgres_dsn": _dsn(docs), **fields})
+        assert cfg.get("KAFKA_STATUS_TOPIC") == settings.kafka_status_topic, name
+        assert settings.inbox_retention_hours > TOPIC_RETENTION_HOURS, name

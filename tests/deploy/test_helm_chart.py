@@ -72,6 +72,9 @@ def test_aws_values_use_msk_iam_tls_irsa_and_the_secrets_manager_dsn(
     assert config["data"]["AWS_REGION"]
     assert config["data"]["ENVIRONMENT"] == "prod"
     assert config["data"]["AUTH_ENABLED"] == "true"
+    # Three brokers in three AZs: acks=all reaches two of them, one may be down.
+    assert config["data"]["KAFKA_TOPIC_REPLICATION_FACTOR"] == "3"
+    assert config["data"]["KAFKA_TOPIC_MIN_INSYNC_REPLICAS"] == "2"
     (account,) = _kind(docs, "ServiceAccount")
     assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith(
         "arn:aws:iam::"
