@@ -1,8 +1,9 @@
-"""The rendered chart agrees with itself, for every values file: ports, selectors, the
-termination budget, and the settings the pods get."""
+"""The rendered chart agrees with itself, for every values file: ports, selectors, what the
+NetworkPolicy lets through, the termination budget, and the settings the pods get."""
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from typing import Any
@@ -10,12 +11,17 @@ from typing import Any
 import yaml
 
 from order_service.config import Settings
+from tests.deploy.addresses import bootstrap, parse_dsn, url
 from tests.deploy.manifests import (
+    Peer,
     Pod,
     config,
     container_port,
     deployment_pods,
+    egress_allowed,
+    ingress_allowed,
     kind,
+    pods,
     selects,
     service_pods,
 )
@@ -28,6 +34,7 @@ GRACE_MARGIN_S = 2
 TOPIC_RETENTION_HOURS = 168
 # The DSN of the guide's RDS secret (docs/deploy-aws.md) where the chart gets it from elsewhere.
 EXTERNAL_DSN = "postgresql+asyncpg://orders:secret@orders-db.rds.amazonaws.com:5432/orderdb"
+OUTSIDE = "203.0.113.10"  # TEST-NET-3: an address in no cluster and no VPC
 
 
 def _listen_port(pod: Pod) -> int:
@@ -118,6 +125,133 @@ def test_service_monitor_selects_the_three_services_and_scrapes_ports_they_have(
 def _dsn(docs: Docs) -> str:
     secrets = kind(docs, "Secret")
     return secrets[0]["stringData"]["POSTGRES_DSN"] if secrets else EXTERNAL_DSN
+
+
+def _egress_needs(docs: Docs) -> list[tuple[str, int, str]]:
+    """(what, port, protocol) each api/relay/worker pod must be able to open."""
+    cfg = config(docs)
+    needs = [("DNS", 53, "UDP"), ("DNS", 53, "TCP")]
+    needs += [(f"PostgreSQL {h}", p, "TCP") for h, p in parse_dsn(_dsn(docs)).hosts]
+    needs += [(f"Kafka {h}", p, "TCP") for h, p in bootstrap(cfg["KAFKA_BOOTSTRAP_SERVERS"])]
+    if endpoint := cfg.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        needs.append(("OTLP collector", url(endpoint)[1], "TCP"))
+    if jwks := cfg.get("AUTH_JWKS_URL"):
+        needs.append(("JWKS", url(jwks)[1], "TCP"))
+    for account in kind(docs, "ServiceAccount"):
+        if "eks.amazonaws.com/role-arn" in account["metadata"].get("annotations", {}):
+            needs.append(("STS for IRSA", 443, "TCP"))
+    return needs
+
+
+def test_network_policy_lets_every_pod_reach_what_it_depends_on(rendered: dict[str, Docs]) -> None:
+    """DNS, every PostgreSQL host of the DSN, every Kafka broker of the bootstrap list (MSK:
+    9092/9094/9096/9098), the OTLP collector, the JWKS, STS; the migration Job DNS and
+    PostgreSQL. Catches (tried): values-aws egressPorts without 9098 (MSK IAM), without 4318
+    (the ADOT collector), the DNS rule UDP only."""
+    policies = 0
+    for name, docs in rendered.items():
+        policies += len(kind(docs, "NetworkPolicy"))
+        needs = _egress_needs(docs)
+        for pod in pods(docs):
+            if pod.component == "migrate":  # `order-service migrate` talks to PostgreSQL only
+                wanted = [n for n in needs if n[0].startswith(("DNS", "PostgreSQL"))]
+            else:
+                wanted = needs
+            for what, port, protocol in wanted:
+                assert egress_allowed(
+                    docs, pod, port, protocol
+                ), f"{name}: {pod.owner} -> {what} {port}/{protocol}"
+    assert policies, "no values file renders a NetworkPolicy"
+
+
+def _prometheus_namespace() -> str:
+    """Where docs/deploy-aws.md installs kube-prometheus-stack (the ServiceMonitor's reader)."""
+    guide = (REPO / "docs" / "deploy-aws.md").read_text()
+    found = re.search(
+        r"kube-prometheus-stack prometheus-community/kube-prometheus-stack\s*\\?\s*-n (\S+)", guide
+    )
+    assert found, "docs/deploy-aws.md no longer installs kube-prometheus-stack with -n"
+    return found.group(1)
+
+
+def _adot_namespace() -> str:
+    docs = yaml.safe_load_all((REPO / "deploy" / "aws" / "adot-collector.yaml").read_text())
+    (deployment,) = [d for d in docs if d and d["kind"] == "Deployment"]
+    namespace: str = deployment["metadata"]["namespace"]
+    return namespace
+
+
+def _scraper_namespaces(docs: Docs) -> set[str]:
+    """Prometheus when a ServiceMonitor is rendered; the ADOT collector (its prometheus
+    receiver scrapes the pods for CloudWatch) when the pods send it their OTLP."""
+    found = {_prometheus_namespace()} if kind(docs, "ServiceMonitor") else set()
+    endpoint = config(docs).get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if endpoint and url(endpoint)[0].startswith(f"adot-collector.{_adot_namespace()}."):
+        found.add(_adot_namespace())
+    return found
+
+
+def test_network_policy_lets_the_scrapers_reach_every_metrics_port(
+    rendered: dict[str, Docs],
+) -> None:
+    """Catches the namespace of a scraper left out (found: values-aws allowed `monitoring` and
+    `kube-system`, but the ADOT collector that feeds CloudWatch runs in `observability`)."""
+    checked = 0
+    for name, docs in rendered.items():
+        namespaces = _scraper_namespaces(docs)
+        for pod in deployment_pods(docs):
+            for namespace in namespaces:
+                checked += bool(kind(docs, "NetworkPolicy"))
+                port = _listen_port(pod)
+                assert ingress_allowed(
+                    docs, pod, port, Peer(namespace=namespace)
+                ), f"{name}: {namespace} cannot scrape {pod.owner}:{port}/metrics"
+    assert checked, "no values file has both a NetworkPolicy and a scraper"
+
+
+def _ip_blocks(docs: Docs, pod: Pod) -> list[str]:
+    return [
+        entry["ipBlock"]["cidr"]
+        for policy in kind(docs, "NetworkPolicy")
+        if selects(policy["spec"]["podSelector"].get("matchLabels"), pod.labels)
+        for rule in policy["spec"].get("ingress") or []
+        for entry in rule.get("from") or []
+        if "ipBlock" in entry
+    ]
+
+
+def test_network_policy_opens_the_api_port_and_only_it_to_an_ip_target_alb(
+    rendered: dict[str, Docs],
+) -> None:
+    """An ALB with target-type ip connects from its own VPC addresses, which no
+    namespaceSelector matches. Catches (found): values-aws and all-features let in only
+    namespaces, so the ALB reached no api pod; (tried) an ipBlock rule that selects every pod
+    of the release, opening the relay's and worker's ports to the VPC as well."""
+    albs = 0
+    for name, docs in rendered.items():
+        for ingress in kind(docs, "Ingress"):
+            if ingress["spec"]["ingressClassName"] != "alb":
+                continue
+            assert (
+                ingress["metadata"]["annotations"]["alb.ingress.kubernetes.io/target-type"] == "ip"
+            )
+            albs += 1
+            api = next(p for p in deployment_pods(docs) if p.component == "api")
+            # An address of each range let in, or, with none, one outside any cluster.
+            sources = [str(next(ipaddress.ip_network(c).hosts())) for c in _ip_blocks(docs, api)]
+            sources = sources or [OUTSIDE]
+            assert any(
+                ingress_allowed(docs, api, _listen_port(api), Peer(address=a)) for a in sources
+            ), f"{name}: the ALB cannot reach the api's port"
+            for other in deployment_pods(docs):
+                port = _listen_port(other)
+                if other.component == "api" or ingress_allowed(
+                    docs, other, port, Peer(address=OUTSIDE)
+                ):
+                    continue  # not isolated from outside at all: nothing more to leak
+                leaked = [a for a in sources if ingress_allowed(docs, other, port, Peer(address=a))]
+                assert not leaked, f"{name}: the load balancer's {leaked} reach {other.owner}"
+    assert albs >= 2, "values-aws and all-features render an ALB Ingress"
 
 
 def _pause_s(container: dict[str, Any]) -> int:
