@@ -129,14 +129,6 @@ def test_app_services_wait_for_healthy_dependencies_and_finished_migrations(
         assert deps["topics"]["condition"] == "service_completed_successfully"
 
 
-def test_topic_job_creates_the_order_topic_with_three_partitions_and_its_dlq(
-    resolved: dict[str, Any],
-) -> None:
-    script = " ".join(_services(resolved)["topics"]["command"])
-    assert '"orders.created:3"' in script
-    assert '"orders.created.dlq:1"' in script
-
-
 def test_state_lives_in_named_volumes(resolved: dict[str, Any]) -> None:
     assert {"postgres-data", "redpanda-data", "prometheus-data", "grafana-data"} <= set(
         resolved["volumes"]
