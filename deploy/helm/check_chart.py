@@ -8,9 +8,10 @@ For the chart's own values.yaml, values-aws.yaml and every ci/*.yaml:
      answers discovery, accepts every object and reports hook Jobs complete, with the release
      stored by the `memory` driver. Helm also validates the values against the schema here.
   4. every rendered object validates against the Kubernetes JSON schemas (kubernetes-validate,
-     strict: unknown fields fail). The custom resources (ExternalSecret, ScaledObject,
-     TriggerAuthentication, ServiceMonitor, PrometheusRule) have no schema there; they get the
-     structural checks in `check_custom_resource` instead.
+     strict: unknown fields fail) of the stand-in's version and of the chart's kubeVersion
+     floor. The custom resources (ExternalSecret, ScaledObject, TriggerAuthentication,
+     ServiceMonitor, PrometheusRule) have no schema there; they get the structural checks in
+     `check_custom_resource` instead.
 
 Usage: .venv-helm/bin/python deploy/helm/check_chart.py [--out DIR]   (exit 0 = all good)
        .venv-helm/bin/python deploy/helm/check_chart.py --sync-rules  (refresh the rules copy)
@@ -24,6 +25,7 @@ import asyncio
 import copy
 import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -51,6 +53,10 @@ RULES_DIR = REPO / "deploy" / "prometheus" / "rules"
 RULES_COPY = CHART / "files" / "alert-rules.yml"
 AWS_MANIFESTS = [REPO / "deploy" / "aws" / "adot-collector.yaml"]
 KUBE_VERSION = "1.33.0"
+# The oldest Kubernetes the chart admits (Chart.yaml kubeVersion): its schemas must pass too.
+KUBE_FLOOR = re.sub(
+    r"^>=\s*|-0$", "", yaml.safe_load((CHART / "Chart.yaml").read_text())["kubeVersion"]
+)
 NAMESPACE = "order-service"
 
 # group/version -> [(plural, Kind)] the stand-in API server advertises.
@@ -323,11 +329,13 @@ def check_custom_resource(doc: dict[str, Any]) -> list[str]:
 def check_manifest(doc: dict[str, Any]) -> list[str]:
     if doc["kind"] in CUSTOM_KINDS:
         return check_custom_resource(doc)
-    try:
-        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
-    except kubernetes_validate.ValidationError as exc:
-        return [f"{'.'.join(str(p) for p in exc.path)}: {exc.message}"]
-    return []
+    problems = []
+    for version in sorted({KUBE_FLOOR, KUBE_VERSION}):
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            problems.append(f"k8s {version}: {'.'.join(map(str, exc.path))}: {exc.message}")
+    return problems
 
 
 def lint(cfg: helm_sdkpy.Configuration, values: dict[str, Any], workdir: Path) -> list[str]:

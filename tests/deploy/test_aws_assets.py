@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from order_service.config import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 ADOT = REPO / "deploy" / "aws" / "adot-collector-config.yaml"
@@ -94,3 +97,57 @@ def test_guide_uses_the_names_values_aws_expects() -> None:
     assert values["externalSecret"]["secretStoreRef"]["name"] in text
     assert values["serviceAccount"]["name"] in text
     assert "adot-collector.observability" in values["config"]["OTEL_EXPORTER_OTLP_ENDPOINT"]
+
+
+def _policy_statements() -> list[dict[str, Any]]:
+    blocks = re.findall(r"```json\n(.*?)```", GUIDE.read_text(), flags=re.S)
+    return [s for block in blocks for s in json.loads(block)["Statement"]]
+
+
+def test_guide_pod_policy_lets_the_pods_create_and_use_every_topic_the_service_uses() -> None:
+    """Catches (found): the topic statement covered `orders.created*` only, so the relay could
+    neither create nor publish to `orders.status` under MSK IAM."""
+    settings = Settings.model_validate({})
+    topics = {settings.kafka_order_topic, settings.kafka_status_topic, settings.dlq_topic}
+    needed = {"kafka-cluster:CreateTopic", "kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"}
+    for topic in sorted(topics):
+        arn = f"arn:aws:kafka:eu-west-1:123456789012:topic/orders/abc-1/{topic}"
+        granted = {
+            action
+            for s in _policy_statements()
+            if s["Effect"] == "Allow"
+            for resource in ([s["Resource"]] if isinstance(s["Resource"], str) else s["Resource"])
+            if fnmatch.fnmatchcase(arn, resource)
+            for action in s["Action"]
+        }
+        assert needed <= granted, f"{topic}: missing {needed - granted}"
+
+
+def test_guide_enforces_network_policies_and_opens_the_api_to_the_vpc() -> None:
+    """Catches (found): the cluster's vpc-cni add-on without enableNetworkPolicy, so EKS
+    accepted the chart's NetworkPolicy and never enforced it; and an install that leaves the
+    ALB's addresses (the VPC CIDR the guide exports) out of the api's policy."""
+    text = GUIDE.read_text()
+    (cluster,) = re.findall(r"cat > /tmp/cluster.yaml <<EOF\n(.*?)\nEOF", text, flags=re.S)
+    cluster = re.sub(r"\$\{?(\w+)\}?", r"\1", cluster)  # the shell's variables, as placeholders
+    addons = {a["name"]: a for a in yaml.safe_load(cluster)["addons"]}
+    cni = json.loads(addons["vpc-cni"].get("configurationValues") or "{}")
+    assert cni.get("enableNetworkPolicy") == "true"
+    assert "export VPC_CIDR=" in text
+    assert '--set networkPolicy.apiIngressFromCIDRs[0]="$VPC_CIDR"' in text
+
+
+def test_guide_states_the_topic_settings_values_aws_sets() -> None:
+    """Catches the guide going stale when values-aws changes (tried: KAFKA_TOPIC_PARTITIONS
+    "12" in values-aws; the guide's topic table still said 6)."""
+    values = yaml.safe_load(
+        (REPO / "deploy" / "helm" / "order-service" / "values-aws.yaml").read_text()
+    )
+    row = next(ln for ln in GUIDE.read_text().splitlines() if ln.startswith("| `orders.created`"))
+    config = values["config"]
+    for key in (
+        "KAFKA_TOPIC_PARTITIONS",
+        "KAFKA_TOPIC_REPLICATION_FACTOR",
+        "KAFKA_TOPIC_MIN_INSYNC_REPLICAS",
+    ):
+        assert f"`{key}` (values-aws: {config[key]})" in row, key

@@ -3,53 +3,22 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-import yaml
-
 from order_service.config import Settings
+from tests.deploy.sources import COMPOSE, REPO, docker_compose
+from tests.deploy.sources import services as _services
 
-REPO = Path(__file__).resolve().parents[2]
-COMPOSE = REPO / "docker-compose.yml"
 APP_SERVICES = ("migrate", "api", "relay", "worker")
 ONE_SHOT = {"migrate", "topics"}
 SEED_PORTS = {8000, 8001, 8002, 5432, 9092, 9090, 9093, 3000, 16686, 9187, 9308}
 
 
-def _docker_compose() -> str:
-    path = shutil.which("docker-compose")
-    assert (
-        path
-    ), "docker-compose is missing: run `make system-deps` (apt-get install docker-compose)"
-    return path
-
-
-@pytest.fixture(scope="module")
-def resolved() -> dict[str, Any]:
-    result = subprocess.run(
-        [_docker_compose(), "-f", str(COMPOSE), "config"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    config: dict[str, Any] = yaml.safe_load(result.stdout)
-    return config
-
-
-def _services(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    services: dict[str, dict[str, Any]] = config["services"]
-    return services
-
-
 def test_compose_file_is_valid_for_docker_compose() -> None:
     result = subprocess.run(
-        [_docker_compose(), "-f", str(COMPOSE), "config", "-q"],
+        [docker_compose(), "-f", str(COMPOSE), "config", "-q"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -158,14 +127,6 @@ def test_app_services_wait_for_healthy_dependencies_and_finished_migrations(
         assert deps["redpanda"]["condition"] == "service_healthy"
         assert deps["migrate"]["condition"] == "service_completed_successfully"
         assert deps["topics"]["condition"] == "service_completed_successfully"
-
-
-def test_topic_job_creates_the_order_topic_with_three_partitions_and_its_dlq(
-    resolved: dict[str, Any],
-) -> None:
-    script = " ".join(_services(resolved)["topics"]["command"])
-    assert '"orders.created:3"' in script
-    assert '"orders.created.dlq:1"' in script
 
 
 def test_state_lives_in_named_volumes(resolved: dict[str, Any]) -> None:

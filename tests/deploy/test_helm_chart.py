@@ -3,67 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from order_service.config import Settings
-
-REPO = Path(__file__).resolve().parents[2]
-HELM_DIR = REPO / "deploy" / "helm"
-CHART = HELM_DIR / "order-service"
-VENV = REPO / ".venv-helm"
-PYTHON312 = Path(os.environ.get("HELM_CHECK_PYTHON", "/root/.pyenv/versions/3.12.1/bin/python3.12"))
-Docs = list[dict[str, Any]]
-
-
-def _helm_venv() -> Path:
-    """helm-sdkpy needs Python >= 3.12 while the project runs on 3.11: a venv of its own."""
-    python = VENV / "bin" / "python"
-    stamp = VENV / ".requirements-check.txt"
-    wanted = (HELM_DIR / "requirements-check.txt").read_text()
-    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
-        return python
-    assert PYTHON312.exists(), f"Python 3.12 for helm-sdkpy not found at {PYTHON312}"
-    subprocess.run([str(PYTHON312), "-m", "venv", "--clear", str(VENV)], check=True)
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "-q", "-r", str(HELM_DIR / "requirements-check.txt")],
-        check=True,
-        timeout=600,
-    )
-    stamp.write_text(wanted)
-    return python
-
-
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Docs]:
-    out = tmp_path_factory.mktemp("rendered")
-    result = subprocess.run(
-        [str(_helm_venv()), str(HELM_DIR / "check_chart.py"), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "HELM_DRIVER": "memory"},
-    )
-    lines = [ln for ln in result.stdout.splitlines() if ln.startswith(("FAIL", "values", "all-"))]
-    assert result.returncode == 0, "\n".join(lines) + result.stderr[-3000:]
-    return {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
-
-
-def _kind(docs: Docs, kind: str) -> Docs:
-    return [d for d in docs if d["kind"] == kind]
-
-
-def _values_files() -> list[str]:
-    return ["values", "values-aws", *sorted(p.stem for p in CHART.glob("ci/*.yaml"))]
+from tests.deploy.manifests import kind as _kind
+from tests.deploy.sources import CHART, REPO, Docs, values_files
 
 
 def test_every_values_file_lints_renders_and_validates(rendered: dict[str, Docs]) -> None:
-    assert sorted(rendered) == sorted(_values_files())
+    assert sorted(rendered) == sorted(values_files())
     assert all(rendered[name] for name in rendered)
 
 
@@ -122,6 +72,9 @@ def test_aws_values_use_msk_iam_tls_irsa_and_the_secrets_manager_dsn(
     assert config["data"]["AWS_REGION"]
     assert config["data"]["ENVIRONMENT"] == "prod"
     assert config["data"]["AUTH_ENABLED"] == "true"
+    # Three brokers in three AZs: acks=all reaches two of them, one may be down.
+    assert config["data"]["KAFKA_TOPIC_REPLICATION_FACTOR"] == "3"
+    assert config["data"]["KAFKA_TOPIC_MIN_INSYNC_REPLICAS"] == "2"
     (account,) = _kind(docs, "ServiceAccount")
     assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith(
         "arn:aws:iam::"
