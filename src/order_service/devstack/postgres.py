@@ -31,6 +31,7 @@ with warnings.catch_warnings():
         ensure_user_exists,
     )
 
+from order_service.devstack import netns
 from order_service.devstack.ports import ensure_free
 
 SYSTEM_USER = "embedded_postgres"
@@ -68,6 +69,10 @@ class EmbeddedPostgres:
     host: str = "127.0.0.1"
     database: str = "orderdb"
     fast_unsafe: bool = False  # fsync off: for throwaway test clusters only
+    # Start inside this network namespace (`ip netns add`), listening on `host` there.
+    netns: str | None = None
+    # A CIDR whose clients may log in with a password (scram), replication included.
+    client_network: str | None = None
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -114,8 +119,16 @@ class EmbeddedPostgres:
         pwfile.unlink()
         if result.returncode != 0:
             raise PostgresStartError(f"initdb failed: {result.stderr.strip()}")
+        if self.client_network is not None:
+            with (self.data_dir / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {self.client_network} scram-sha-256\n")
+                hba.write(f"host replication all {self.client_network} scram-sha-256\n")
 
     def start(self, timeout_s: float = 30.0) -> None:
+        with netns.inside(self.netns):
+            self._start(timeout_s)
+
+    def _start(self, timeout_s: float) -> None:
         ensure_free(self.host, self.port, "PostgreSQL")
         self.base_dir.mkdir(parents=True, exist_ok=True)
         if not (self.data_dir / "PG_VERSION").exists():
