@@ -11,7 +11,8 @@ import asyncpg
 
 from order_service.config import Settings
 from tests.e2e.processes import Service, Stack
-from tests.faults.harness import OrderStream, assert_books_balance, confirmed_within
+from tests.faults.stream import OrderStream
+from tests.faults.verdicts import assert_books_balance, settled_within
 
 SLACK_S = 1.0
 
@@ -53,7 +54,7 @@ async def test_sigterm_to_api_relay_and_worker_under_load_loses_nothing_and_exit
 
     assert stream.outcomes.unsent, "the stream never met the stopped api"
     assert all("Traceback" not in s.output() for s in stack.services)
-    took = await confirmed_within(db, stream.outcomes, timeout_s=60)
+    took = await settled_within(db, stream.outcomes, timeout_s=60)
     await assert_books_balance(db, stream.outcomes)
     print(
         f"\n[sigterm] {len(stream.outcomes.accepted)} accepted, "

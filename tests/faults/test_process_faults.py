@@ -1,9 +1,18 @@
-"""G1, G3, G5 under load: api, two relays and two workers as OS processes, faults in sequence.
+"""G1, G3, G4, G5, G9 under load: api, two relays and two workers as OS processes, faults in
+sequence.
 
 One stack (own PostgreSQL + own Tansu, so freezing them disturbs no other test) takes a steady
-stream of orders while the broker hangs, processes are SIGKILLed, PostgreSQL goes away and a
-third worker joins. After each fault every 2xx order ends CONFIRMED exactly once, no refusal
-left anything behind, and the inbox holds one row per event.
+stream of orders — half of them for one stock-managed item with far less stock than demand, a
+fifth of the accepted ones cancelled a moment later, racing the worker — while the broker
+hangs, processes are SIGKILLed, PostgreSQL goes away and a third worker joins. After each
+fault: nothing is PENDING, one order per 2xx and none for a refusal, each order's event applied
+once (one inbox row, one decision), the item's units conserved (available + confirmed = the
+stock set, never below zero). At the end every event is on its topic, in commit order per
+order, and each order's status events follow its transitions to its final status.
+
+Deterministic mid-batch kills (the kill lands between a commit and its offset commit, or
+between an ack and its mark) are in tests/integration/test_worker.py and test_relay.py; here a
+SIGKILL lands wherever the stream happens to be.
 """
 
 from __future__ import annotations
@@ -19,14 +28,15 @@ import httpx
 
 from tests.e2e.processes import Service, Stack
 from tests.faults.conftest import FAST_FAILURE_ENV, OwnInfra
-from tests.faults.harness import (
-    OrderStream,
+from tests.faults.stream import HOT_ITEM, OrderStream
+from tests.faults.verdicts import (
     assert_books_balance,
-    assert_order_held_on_the_topic,
-    confirmed_within,
+    assert_events_on_the_topics,
+    settled_within,
 )
 
 RATE = 60.0
+HOT_STOCK = 40
 REQUEST_TIMEOUT_S = float(FAST_FAILURE_ENV["REQUEST_TIMEOUT_S"])
 
 
@@ -40,20 +50,41 @@ def readyz(service: Service) -> int:
         return 0
 
 
+STOCK_SEEN = {"min": HOT_STOCK}
+
+
+async def lowest_stock_seen(dsn: str) -> None:
+    """Samples the item's available units all along (G9: never below zero)."""
+    while True:
+        try:
+            conn = await asyncpg.connect(dsn, timeout=1)
+            try:
+                while True:
+                    value = await conn.fetchval(
+                        "SELECT available FROM stock WHERE item = $1", HOT_ITEM, timeout=1
+                    )
+                    STOCK_SEEN["min"] = min(STOCK_SEEN["min"], value)
+                    await asyncio.sleep(0.05)
+            finally:
+                conn.terminate()
+        except (OSError, asyncpg.PostgresError, TimeoutError):
+            await asyncio.sleep(0.2)  # PostgreSQL is away in phase 3
+
+
 async def settle(what: str, stream: OrderStream, dsn: str, fault_over: float) -> None:
     """Pause the stream so the books can be balanced, check them, and carry on."""
     await stream.stop()
     await stream.resolve()
     db = await asyncpg.connect(dsn)  # a fresh one: the last may have died with PostgreSQL
     try:
-        took = await confirmed_within(db, stream.outcomes, timeout_s=60)
-        await assert_books_balance(db, stream.outcomes)
+        took = await settled_within(db, stream.outcomes, timeout_s=60)
+        await assert_books_balance(db, stream.outcomes, hot_stock=HOT_STOCK)
     finally:
         await db.close()
     recovered = time.monotonic() - fault_over
     print(
         f"\n[{what}] recovered {recovered:.1f}s after the fault ended "
-        f"(last order confirmed {took:.1f}s after the check began); "
+        f"(last order settled {took:.1f}s after the check began); "
         f"{len(stream.outcomes.accepted)} accepted, {len(stream.outcomes.refused)} refused"
     )
     stream.resume()
@@ -68,7 +99,12 @@ async def test_orders_survive_broker_hang_kills_database_outage_and_rebalance_ex
     relays = [own_stack.start("relay", **FAST_FAILURE_ENV) for _ in range(2)]
     workers = [own_stack.start("worker", **FAST_FAILURE_ENV) for _ in range(2)]
 
-    async with OrderStream(api.url, rate=RATE) as stream:
+    async with httpx.AsyncClient(base_url=api.url) as client:
+        stocked = await client.put(f"/stock/{HOT_ITEM}", json={"available": HOT_STOCK})
+        assert stocked.status_code == 200
+    lowest = asyncio.create_task(lowest_stock_seen(dsn))
+
+    async with OrderStream(api.url, rate=RATE, hot_share=0.5, cancel_share=0.2) as stream:
         # Warm-up: both workers have joined the group once the first orders are confirmed.
         await asyncio.sleep(1.0)
         await settle("warm-up", stream, dsn, time.monotonic())
@@ -124,14 +160,30 @@ async def test_orders_survive_broker_hang_kills_database_outage_and_rebalance_ex
         await settle("rebalance to 3 workers", stream, dsn, joined)
         await stream.stop()
 
+    lowest.cancel()
     assert all(w.process.poll() is None for w in [*workers, *relays, api])
     db = await asyncpg.connect(dsn)
     try:
-        records, duplicates = await assert_order_held_on_the_topic(
-            db, settings.kafka_bootstrap_servers, settings.kafka_order_topic
+        records, duplicates = await assert_events_on_the_topics(
+            db,
+            settings.kafka_bootstrap_servers,
+            settings.kafka_order_topic,
+            settings.kafka_status_topic,
+        )
+        states = dict(
+            await db.fetch(
+                "SELECT status, count(*) FROM orders WHERE item = $1 GROUP BY status", HOT_ITEM
+            )
         )
     finally:
         await db.close()
-    print(f"[topic] {records} records, {duplicates} redelivered duplicates")
+    assert states.get("CONFIRMED", 0) + states.get("CANCELLED", 0) > 0
+    assert states.get("REJECTED", 0) > HOT_STOCK  # far more demand than stock: the surplus
+    assert stream.outcomes.cancels, "the stream cancelled nothing"
+    assert STOCK_SEEN["min"] >= 0
+    print(
+        f"[topics] {records} records, {duplicates} redelivered duplicates; hot item {states}; "
+        f"{len(stream.outcomes.cancels)} cancels; lowest available seen {STOCK_SEEN['min']}"
+    )
     async with httpx.AsyncClient(base_url=api.url) as client:
         assert (await client.get("/readyz")).status_code == 200
