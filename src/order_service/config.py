@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     relay_batch_size: int = Field(default=500, ge=1)
     relay_poll_interval_s: float = Field(default=1.0, gt=0)
     relay_lanes: int = Field(default=16, ge=1)
+    # A publish (metadata, queueing, every ack) that takes longer fails: its rows roll back and
+    # the producer is replaced. Must stay below the claim's idle-in-transaction timeout.
+    relay_publish_timeout_s: float = Field(default=10.0, gt=0)
     outbox_retention_hours: int = Field(default=24, ge=1)
     # Event ids the worker keeps to recognise redeliveries: must exceed the topic's retention
     # (Kafka's and MSK's default is 7 days), or a replay from the start applies events twice.
@@ -120,6 +123,11 @@ class Settings(BaseSettings):
         ):
             raise ValueError(
                 "KAFKA_TOPIC_MIN_INSYNC_REPLICAS must not exceed KAFKA_TOPIC_REPLICATION_FACTOR"
+            )
+        if self.relay_publish_timeout_s * 1000 >= self.db_statement_timeout_ms * 6:
+            raise ValueError(
+                "RELAY_PUBLISH_TIMEOUT_S must stay below 6 x DB_STATEMENT_TIMEOUT_MS "
+                "(the claiming transaction's idle-in-transaction timeout)"
             )
         if self.db_pool_min_size > self.db_pool_max_size:
             raise ValueError("DB_POOL_MIN_SIZE must not exceed DB_POOL_MAX_SIZE")

@@ -72,10 +72,14 @@ def db_check(pool: asyncpg.Pool) -> Check:
 
 
 def kafka_check(client: Any) -> Check:
-    """`client` is the AIOKafkaClient of a started producer or consumer: one metadata round-trip."""
+    """One metadata round-trip. `client`: a started producer or consumer (its AIOKafkaClient
+    is used), or a callable giving the current one — the relay replaces its producer."""
 
     async def check() -> bool:
-        await client.fetch_all_metadata()
+        current = client() if callable(client) else client
+        if current is None:
+            return False  # between a discarded producer and its successor
+        await getattr(current, "client", current).fetch_all_metadata()
         return True
 
     return check

@@ -102,21 +102,3 @@ async def backlog(conn: asyncpg.Connection) -> Backlog:
     )
     assert row is not None
     return Backlog(rows=int(row["n"]), oldest_age_s=float(row["age"]))
-
-
-async def delete_published_before(conn: asyncpg.Connection, hours: int) -> int:
-    status = await conn.execute(
-        "DELETE FROM outbox WHERE published_at < now() - make_interval(hours => $1)", hours
-    )
-    return _affected(status)
-
-
-async def delete_idempotency_keys_before(conn: asyncpg.Connection, hours: int) -> int:
-    status = await conn.execute(
-        "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1)", hours
-    )
-    return _affected(status)
-
-
-def _affected(status: str) -> int:
-    return int(status.rsplit(" ", 1)[-1])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import asyncpg
@@ -20,6 +20,8 @@ from opentelemetry.trace import Span
 from order_service.config import Settings
 from order_service.domain.events import StatusEventType
 from order_service.messaging.batch_send import OutgoingMessage, send_in_batches
+from order_service.messaging.housekeeping import Housekeeping
+from order_service.messaging.kafka_client import create_producer
 from order_service.messaging.kafka_tracing import end_spans, start_publish_span
 from order_service.messaging.lifecycle import (
     ShutdownClock,
@@ -31,23 +33,16 @@ from order_service.messaging.lifecycle import (
     wait_any,
 )
 from order_service.messaging.outbox_listener import OutboxListener
-from order_service.messaging.outbox_store import (
-    ClaimedRow,
-    backlog,
-    claim_batch,
-    delete_idempotency_keys_before,
-    delete_published_before,
-    mark_published,
-)
+from order_service.messaging.outbox_store import ClaimedRow, claim_batch, mark_published
+from order_service.messaging.producer_health import discard_producer, replacement_reason
 from order_service.observability.exemplars import traceparent_exemplar
 from order_service.observability.logging import get_logger
 from order_service.observability.metrics import (
-    OUTBOX_BACKLOG,
     OUTBOX_BATCH_SIZE,
-    OUTBOX_OLDEST_AGE,
     OUTBOX_PUBLISH_FAILURES,
     OUTBOX_PUBLISH_LATENCY,
     OUTBOX_PUBLISHED,
+    PRODUCER_RECREATED,
     STATUS_EVENTS_PUBLISHED,
 )
 from order_service.retry import backoff_delays
@@ -56,22 +51,37 @@ from order_service.service_http import db_check, kafka_check, serve_http
 log = get_logger(__name__)
 
 STATUS_EVENT_TYPES = frozenset(t.value for t in StatusEventType)
-GAUGE_INTERVAL_S = 5.0
-HOUSEKEEPING_EVERY = 12  # gauge ticks: deletes run about once a minute
 
 
 class PublishFailed(Exception):
     """The broker did not acknowledge the whole batch; it was rolled back and will be retried."""
 
 
+ProducerFactory = Callable[[], AIOKafkaProducer]
+
+
 class Relay:
-    def __init__(self, settings: Settings, pool: asyncpg.Pool, producer: AIOKafkaProducer) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        producer: AIOKafkaProducer | None,
+        *,
+        new_producer: ProducerFactory | None = None,
+    ) -> None:
         self._settings = settings
         self._pool = pool
         self._producer = producer
+        self._new_producer = new_producer or (lambda: create_producer(settings))
         self.wake = asyncio.Event()
-        # Bounded so the claiming transaction never outlives idle_in_transaction_session_timeout.
-        self._publish_timeout_s = max(1.0, settings.db_statement_timeout_ms * 3 / 1000)
+        # Bounded so the claiming transaction never outlives idle_in_transaction_session_timeout,
+        # and so a wedged producer costs one timeout, not a stalled relay.
+        self._publish_timeout_s = settings.relay_publish_timeout_s
+        self._housekeeping = Housekeeping(settings, pool)
+
+    @property
+    def producer(self) -> AIOKafkaProducer | None:
+        return self._producer
 
     async def run(self, stop: asyncio.Event) -> None:
         """Drain until `stop`; the batch in flight when `stop` is set is finished, never cut."""
@@ -83,6 +93,9 @@ class Relay:
             except Exception as exc:
                 if isinstance(exc, PublishFailed):
                     OUTBOX_PUBLISH_FAILURES.inc()
+                    reason = replacement_reason(exc)
+                    if reason is not None:
+                        await self._drop_producer(reason)
                 delay = next(delays)
                 log.warning("relay_batch_failed", error=repr(exc), retry_in_s=round(delay, 2))
                 await wait_any(stop, timeout_s=delay)
@@ -96,8 +109,31 @@ class Relay:
             self._settings.retry_initial_backoff_s, self._settings.retry_max_backoff_s
         )
 
+    async def _drop_producer(self, reason: str) -> None:
+        """No abandoned batch may go on retrying behind our back: a new producer next time."""
+        producer, self._producer = self._producer, None
+        PRODUCER_RECREATED.labels(reason=reason).inc()
+        log.warning("relay_producer_replaced", reason=reason)
+        if producer is not None:
+            await discard_producer(producer, timeout_s=self._publish_timeout_s)
+
+    async def _ready_producer(self) -> AIOKafkaProducer:
+        """The producer, started; a new one after a replacement (before any row is claimed)."""
+        if self._producer is not None:
+            return self._producer
+        producer = self._new_producer()
+        try:
+            async with asyncio.timeout(self._publish_timeout_s):
+                await producer.start()
+        except BaseException:
+            await discard_producer(producer, timeout_s=1.0)
+            raise
+        self._producer = producer
+        return producer
+
     async def publish_batch(self) -> int:
         """One claim → publish → mark transaction; returns the rows published (0: nothing to do)."""
+        producer = await self._ready_producer()
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await claim_batch(
                 conn,
@@ -106,14 +142,14 @@ class Relay:
             )
             if not rows:
                 return 0
-            await self._publish(rows)
+            await self._publish(producer, rows)
             await mark_published(conn, [r.id for r in rows])
         OUTBOX_PUBLISHED.inc(len(rows))
         OUTBOX_BATCH_SIZE.observe(len(rows))
         log.debug("relay_batch_published", rows=len(rows))
         return len(rows)
 
-    async def _publish(self, rows: list[ClaimedRow]) -> None:
+    async def _publish(self, producer: AIOKafkaProducer, rows: list[ClaimedRow]) -> None:
         spans: list[Span] = []
         try:
             outgoing = []
@@ -121,8 +157,9 @@ class Relay:
                 span, headers = start_publish_span(row.topic, row.key, row.event_id, row.headers)
                 spans.append(span)
                 outgoing.append(OutgoingMessage(row.topic, row.key.encode(), row.payload, headers))
-            futures = await send_in_batches(self._producer, outgoing)
+            # The whole publish is bounded: metadata, a full accumulator and the acks alike.
             async with asyncio.timeout(self._publish_timeout_s):
+                futures = await send_in_batches(producer, outgoing)
                 results = await asyncio.gather(*futures, return_exceptions=True)
         except Exception as exc:
             end_spans(spans, exc)
@@ -130,7 +167,9 @@ class Relay:
         failures = [r for r in results if isinstance(r, BaseException)]
         if failures:
             end_spans(spans, failures[0])
-            raise PublishFailed(f"{len(failures)} of {len(rows)} sends failed: {failures[0]!r}")
+            raise PublishFailed(
+                f"{len(failures)} of {len(rows)} sends failed: {failures[0]!r}"
+            ) from failures[0]
         acked = datetime.now(UTC)
         for row in rows:
             OUTBOX_PUBLISH_LATENCY.observe(
@@ -143,29 +182,13 @@ class Relay:
         end_spans(spans, None)
 
     async def refresh_backlog(self) -> None:
-        async with self._pool.acquire() as conn:
-            state = await backlog(conn)
-        OUTBOX_BACKLOG.set(state.rows)
-        OUTBOX_OLDEST_AGE.set(state.oldest_age_s)
+        await self._housekeeping.refresh_backlog()
 
-    async def housekeeping(self) -> None:
-        async with self._pool.acquire() as conn:
-            outbox = await delete_published_before(conn, self._settings.outbox_retention_hours)
-            keys = await delete_idempotency_keys_before(conn, self._settings.idempotency_ttl_hours)
-        if outbox or keys:
-            log.info("relay_housekeeping", outbox_deleted=outbox, idempotency_keys_deleted=keys)
+    async def housekeeping(self) -> dict[str, int]:
+        return await self._housekeeping.delete_expired()
 
-    async def maintain(self, stop: asyncio.Event, interval_s: float = GAUGE_INTERVAL_S) -> None:
-        tick = 0
-        while not stop.is_set():
-            try:
-                await self.refresh_backlog()
-                if tick % HOUSEKEEPING_EVERY == 0:
-                    await self.housekeeping()
-            except Exception as exc:  # metrics and cleanup wait for the next tick
-                log.warning("relay_maintenance_failed", error=repr(exc))
-            tick += 1
-            await wait_any(stop, timeout_s=interval_s)
+    async def maintain(self, stop: asyncio.Event) -> None:
+        await self._housekeeping.maintain(stop)
 
 
 async def run_relay(
@@ -182,7 +205,7 @@ async def run_relay(
     clock = ShutdownClock(settings.shutdown_timeout_s)
     relay = Relay(settings, pool, producer)
     listener = OutboxListener(settings, relay.wake)
-    checks = {"postgres": db_check(pool), "kafka": kafka_check(producer.client)}
+    checks = {"postgres": db_check(pool), "kafka": kafka_check(lambda: relay.producer)}
     log.info("relay_started", topic=settings.kafka_order_topic)
     try:
         async with serve_http(checks, http_host, http_port):
@@ -203,7 +226,8 @@ async def run_relay(
                     await task
     finally:
         # Nothing unacked depends on these closes: an unmarked row is simply published again.
-        await stop_quietly("kafka producer", producer.stop(), clock.remaining(0.5))
+        if relay.producer is not None:
+            await stop_quietly("kafka producer", relay.producer.stop(), clock.remaining(0.5))
         await stop_quietly("postgres pool", pool.close(), clock.remaining())
         log.info("relay_stopped")
 
