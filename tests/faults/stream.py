@@ -32,6 +32,8 @@ class Outcomes:
     latencies: list[tuple[float, float, int]] = field(default_factory=list)  # (at, took, status)
     not_problem_json: list[str] = field(default_factory=list)
     outcome_unknown: int = 0  # 503s that said "unknown" (resolved by a retry with the key)
+    timed_out: list[float] = field(default_factory=list)  # when requests the client gave up on
+    # had been sent (no answer within the stream's timeout)
     # Cancellations: order id → the status the cancel answered with (200, 409, ...).
     cancels: dict[str, int] = field(default_factory=dict)
     cancels_unresolved: set[str] = field(default_factory=set)  # order ids to cancel again
@@ -62,6 +64,7 @@ class OrderStream:
         hot_share: float = 0.0,
         cancel_share: float = 0.0,
         seed: int = 7,
+        connections: int = 64,
     ) -> None:
         self.base_url = base_url
         self.rate = rate
@@ -74,7 +77,8 @@ class OrderStream:
         self._task: asyncio.Task[None] | None = None
         self._inflight: set[asyncio.Task[object]] = set()
         self._client = httpx.AsyncClient(
-            timeout=timeout_s, limits=httpx.Limits(max_connections=64, max_keepalive_connections=64)
+            timeout=timeout_s,
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         )
 
     async def __aenter__(self) -> OrderStream:
@@ -87,6 +91,9 @@ class OrderStream:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+        await self.aclose()
+
+    async def aclose(self) -> None:
         await self._client.aclose()
 
     def point_at(self, base_url: str) -> None:
@@ -135,6 +142,10 @@ class OrderStream:
             )
         except httpx.ConnectError:
             out.unsent.add(key)
+            return None
+        except httpx.TimeoutException:
+            out.timed_out.append(started)
+            out.unknown.add(key)
             return None
         except httpx.TransportError:
             out.unknown.add(key)

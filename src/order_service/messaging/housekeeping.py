@@ -58,6 +58,8 @@ class Housekeeping:
         budget_s: float = PASS_BUDGET_S,
     ) -> None:
         self._pool = pool
+        # Bounds the wait for a connection and its release: a hung database costs a timeout.
+        self._acquire_timeout_s = settings.db_connect_timeout_s
         self._batch = batch
         self._budget_s = budget_s
         self._retention_hours = {
@@ -67,7 +69,7 @@ class Housekeeping:
         }
 
     async def refresh_backlog(self) -> None:
-        async with self._pool.acquire() as conn:
+        async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:
             state = await backlog(conn)
         OUTBOX_BACKLOG.set(state.rows)
         OUTBOX_OLDEST_AGE.set(state.oldest_age_s)
@@ -79,7 +81,7 @@ class Housekeeping:
         deleted = dict.fromkeys(_EXPIRED, 0)
         for table, sql in _EXPIRED.items():
             while loop.time() < stop_at:
-                async with self._pool.acquire() as conn:
+                async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:
                     status = await conn.execute(sql, self._retention_hours[table], self._batch)
                 count = int(status.rsplit(" ", 1)[-1])
                 deleted[table] += count

@@ -77,6 +77,8 @@ class Relay:
         # Bounded so the claiming transaction never outlives idle_in_transaction_session_timeout,
         # and so a wedged producer costs one timeout, not a stalled relay.
         self._publish_timeout_s = settings.relay_publish_timeout_s
+        # Bounds the wait for a connection and its release: a hung database costs a timeout.
+        self._acquire_timeout_s = settings.db_connect_timeout_s
         self._housekeeping = Housekeeping(settings, pool)
 
     @property
@@ -134,7 +136,7 @@ class Relay:
     async def publish_batch(self) -> int:
         """One claim → publish → mark transaction; returns the rows published (0: nothing to do)."""
         producer = await self._ready_producer()
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn, conn.transaction():
             rows = await claim_batch(
                 conn,
                 max_lanes=self._settings.relay_lanes,

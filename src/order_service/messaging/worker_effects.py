@@ -25,8 +25,12 @@ from order_service.persistence.order_settlement import Applied, Outcome, settle_
 
 
 class OrderEffects:
-    def __init__(self, pool: asyncpg.Pool, *, status_topic: str, source: str) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, *, status_topic: str, source: str, acquire_timeout_s: float
+    ) -> None:
         self._pool = pool
+        # Bounds the wait for a connection and its release: a hung database costs a timeout.
+        self._acquire_timeout_s = acquire_timeout_s
         self._topic = status_topic
         self._source = source
 
@@ -45,7 +49,7 @@ class OrderEffects:
                 trace_headers=trace_headers.get(order.id, {}),
             )
 
-        async with self._pool.acquire() as conn:
+        async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:
             return await settle_created(conn, events, status_message, now=utcnow())
 
 

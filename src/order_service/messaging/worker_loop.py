@@ -76,7 +76,10 @@ class Worker:
         self._producer = producer
         self._consumer = consumer
         self._effects = OrderEffects(
-            pool, status_topic=settings.kafka_status_topic, source=settings.service_name
+            pool,
+            status_topic=settings.kafka_status_topic,
+            source=settings.service_name,
+            acquire_timeout_s=settings.db_connect_timeout_s,
         )
         # Held while a batch is in flight: a revocation waits for it to commit (see HandBack).
         self.busy = asyncio.Lock()

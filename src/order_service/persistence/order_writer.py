@@ -126,7 +126,11 @@ class OrderWriter:
             # shield: a caller that times out must not cancel a commit that others share.
             async with asyncio.timeout_at(deadline):
                 return await asyncio.shield(entry.future)
+        except asyncio.CancelledError:
+            entry.future.add_done_callback(_unclaimed)  # the client left; it may settle later
+            raise
         except TimeoutError:
+            entry.future.add_done_callback(_unclaimed)
             if entry.future.done():
                 return entry.future.result()
             if entry.state is _State.SENT:
@@ -305,3 +309,9 @@ class OrderWriter:
         for entry in entries:
             entry.state = _State.ABANDONED
             entry.settle(NotWritten(why))
+
+
+def _unclaimed(future: asyncio.Future[WriteOutcome]) -> None:
+    """Settled after its caller stopped waiting: read it, so asyncio does not log it."""
+    if not future.cancelled():
+        future.exception()
