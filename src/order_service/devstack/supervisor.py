@@ -2,7 +2,7 @@
 
 Every child is ours: Ctrl-C, SIGTERM, a closed terminal's SIGHUP (or any child dying) stops
 them all and frees every port. If the supervisor itself is killed, each child gets its parent
-death signal (`pdeathsig.py`).
+death signal (`pdeathsig.py`), and the next run reclaims anything still recorded (`reaper.py`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from order_service.devstack import pidfiles, reaper
 from order_service.devstack.broker import TansuBroker
 from order_service.devstack.pdeathsig import die_with_parent
 from order_service.devstack.ports import PortInUse, ensure_free
@@ -74,6 +75,14 @@ class DevStack:
     _children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _stopping: bool = False
 
+    @property
+    def _base(self) -> Path:
+        return Path(self.data_dir).resolve()
+
+    @property
+    def _run_dir(self) -> Path:
+        return self._base / "run"  # a pid record per process (pidfiles.py)
+
     def _check_ports(self) -> None:
         for what, port in (
             ("PostgreSQL", self.postgres_port),
@@ -115,10 +124,21 @@ class DevStack:
         self._children[name] = subprocess.Popen(
             cli, env=env, start_new_session=True, preexec_fn=die_with_parent(signal.SIGTERM)
         )
+        pidfiles.write(self._run_dir, name, self._children[name].pid)
+
+    def _reclaim(self) -> None:
+        try:
+            leftovers = reaper.reclaim(self._base)
+        except reaper.StackRunning as exc:
+            raise DevStackError(str(exc)) from None
+        if leftovers:
+            stopped = ", ".join(f"{lo.name} (pid {lo.process.pid})" for lo in leftovers)
+            _say(f"[bold]reclaimed[/] what a previous `make dev` left running: {stopped}")
 
     def run(self) -> int:
+        base = self._base
+        self._reclaim()
         self._check_ports()
-        base = Path(self.data_dir).resolve()
         postgres = EmbeddedPostgres(base / "postgres", port=self.postgres_port, host=self.host)
         broker = TansuBroker(port=self.kafka_port, host=self.host, log_path=base / "tansu.log")
         previous = {s: signal.getsignal(s) for s in _STOP_SIGNALS}
@@ -126,6 +146,7 @@ class DevStack:
             # An ignored SIGHUP is `nohup make dev`: the user asked to outlive the terminal.
             if sig != signal.SIGHUP or handler != signal.SIG_IGN:
                 signal.signal(sig, self._on_signal)
+        pidfiles.write(self._run_dir, "supervisor", os.getpid())
         try:
             self._start(base, postgres, broker)
             self._print_banner(postgres, broker)
@@ -135,7 +156,10 @@ class DevStack:
         finally:
             self._stop_children()
             broker.stop()
+            pidfiles.remove(self._run_dir, "broker")
             postgres.stop()
+            pidfiles.remove(self._run_dir, "postgres")
+            pidfiles.remove(self._run_dir, "supervisor")
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             _say("[bold]stopped[/]: every process ended, every port freed")
@@ -146,9 +170,13 @@ class DevStack:
             f"(data in {base / 'postgres'})"
         )
         postgres.start()
+        if postgres.pid is not None:
+            pidfiles.write(self._run_dir, "postgres", postgres.pid, signal.SIGINT)
         self._check_stopping()
         _say(f"[bold]starting Kafka broker (Tansu)[/] on {broker.bootstrap_servers}")
         broker.start()
+        if broker.pid is not None:
+            pidfiles.write(self._run_dir, "broker", broker.pid)
         self._check_stopping()
         env = self._env(postgres, broker)
         _say("[bold]applying migrations[/]")
@@ -190,12 +218,13 @@ class DevStack:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 15
-        for child in self._children.values():
+        for name, child in self._children.items():
             try:
                 child.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+            pidfiles.remove(self._run_dir, name)
 
     def _print_banner(self, postgres: EmbeddedPostgres, broker: TansuBroker) -> None:
         h = self.host
