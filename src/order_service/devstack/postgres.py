@@ -32,6 +32,7 @@ with warnings.catch_warnings():
     )
 
 from order_service.devstack import netns
+from order_service.devstack.pdeathsig import die_with_parent
 from order_service.devstack.ports import ensure_free
 
 SYSTEM_USER = "embedded_postgres"
@@ -115,6 +116,7 @@ class EmbeddedPostgres:
             capture_output=True,
             text=True,
             check=False,
+            preexec_fn=die_with_parent(signal.SIGTERM),  # initdb removes its half-made cluster
         )
         pwfile.unlink()
         if result.returncode != 0:
@@ -164,7 +166,13 @@ class EmbeddedPostgres:
         if os.geteuid() == 0:
             os.chown(self.log_path, pwd.getpwnam(SYSTEM_USER).pw_uid, -1)
         self._process = subprocess.Popen(
-            args, user=_run_as(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            args,
+            user=_run_as(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            # Fast shutdown, even mid-start-up; the backends exit when the postmaster does.
+            preexec_fn=die_with_parent(signal.SIGINT),
         )
         log.close()
         self._wait_ready(timeout_s)

@@ -1,37 +1,58 @@
 """`order-service dev`: PostgreSQL + Kafka broker + migrations + api, relay and worker.
 
-Every child is ours: Ctrl-C (or any child dying) stops them all and frees every port.
+Every child is ours: Ctrl-C, SIGTERM, a closed terminal's SIGHUP (or any child dying) stops
+them all and frees every port. If the supervisor itself is killed, each child gets its parent
+death signal (`pdeathsig.py`), and the next run reclaims anything still recorded (`reaper.py`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
 
+from order_service.devstack import pidfiles, reaper
 from order_service.devstack.broker import TansuBroker
+from order_service.devstack.pdeathsig import die_with_parent
 from order_service.devstack.ports import PortInUse, ensure_free
 from order_service.devstack.postgres import EmbeddedPostgres
 
 _console = Console(stderr=True)
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class DevStackError(RuntimeError):
     pass
 
 
-def _wait_http_ok(url: str, timeout_s: float, process: subprocess.Popen[bytes]) -> bool:
+class _Stopped(Exception):
+    """A stop signal arrived while the stack was still starting."""
+
+
+def _say(message: str) -> None:
+    # After a closed terminal's SIGHUP every write to it fails (EIO); the stop must go on.
+    with contextlib.suppress(OSError):
+        _console.print(message)
+
+
+def _wait_http_ok(
+    url: str, timeout_s: float, process: subprocess.Popen[bytes], stopping: Callable[[], bool]
+) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             return False
+        if stopping():
+            raise _Stopped
         try:
             with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback
                 if response.status == 200:
@@ -53,6 +74,14 @@ class DevStack:
     host: str = "127.0.0.1"
     _children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _stopping: bool = False
+
+    @property
+    def _base(self) -> Path:
+        return Path(self.data_dir).resolve()
+
+    @property
+    def _run_dir(self) -> Path:
+        return self._base / "run"  # a pid record per process (pidfiles.py)
 
     def _check_ports(self) -> None:
         for what, port in (
@@ -90,61 +119,96 @@ class DevStack:
             "--port",
             str(port),
         ]
-        self._children[name] = subprocess.Popen(cli, env=env)
+        # A session of its own: the terminal's signals reach only the supervisor, which stops
+        # the services in order and with SIGTERM (they drain), not all at once.
+        self._children[name] = subprocess.Popen(
+            cli, env=env, start_new_session=True, preexec_fn=die_with_parent(signal.SIGTERM)
+        )
+        pidfiles.write(self._run_dir, name, self._children[name].pid)
+
+    def _reclaim(self) -> None:
+        try:
+            leftovers = reaper.reclaim(self._base)
+        except reaper.StackRunning as exc:
+            raise DevStackError(str(exc)) from None
+        if leftovers:
+            stopped = ", ".join(f"{lo.name} (pid {lo.process.pid})" for lo in leftovers)
+            _say(f"[bold]reclaimed[/] what a previous `make dev` left running: {stopped}")
 
     def run(self) -> int:
+        base = self._base
+        self._reclaim()
         self._check_ports()
-        base = Path(self.data_dir).resolve()
         postgres = EmbeddedPostgres(base / "postgres", port=self.postgres_port, host=self.host)
         broker = TansuBroker(port=self.kafka_port, host=self.host, log_path=base / "tansu.log")
-        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
+        previous = {s: signal.getsignal(s) for s in _STOP_SIGNALS}
+        for sig, handler in previous.items():
+            # An ignored SIGHUP is `nohup make dev`: the user asked to outlive the terminal.
+            if sig != signal.SIGHUP or handler != signal.SIG_IGN:
+                signal.signal(sig, self._on_signal)
+        pidfiles.write(self._run_dir, "supervisor", os.getpid())
         try:
-            _console.print(
-                f"[bold]starting PostgreSQL[/] on {self.host}:{self.postgres_port} "
-                f"(data in {base / 'postgres'})"
-            )
-            postgres.start()
-            _console.print(f"[bold]starting Kafka broker (Tansu)[/] on {broker.bootstrap_servers}")
-            broker.start()
-            env = self._env(postgres, broker)
-            _console.print("[bold]applying migrations[/]")
-            migrate = subprocess.run([sys.executable, "-m", "order_service", "migrate"], env=env)
-            if migrate.returncode != 0:
-                raise DevStackError("migrations failed (see above)")
-            for name, port in (
-                ("api", self.api_port),
-                ("relay", self.relay_port),
-                ("worker", self.worker_port),
-            ):
-                self._spawn(name, port, env)
-            for name, port in (
-                ("api", self.api_port),
-                ("relay", self.relay_port),
-                ("worker", self.worker_port),
-            ):
-                url = f"http://{self.host}:{port}/readyz"
-                if not _wait_http_ok(url, 60, self._children[name]):
-                    raise DevStackError(f"{name} did not become ready at {url}")
+            self._start(base, postgres, broker)
             self._print_banner(postgres, broker)
             return self._watch()
+        except _Stopped:
+            return 0
         finally:
             self._stop_children()
             broker.stop()
+            pidfiles.remove(self._run_dir, "broker")
             postgres.stop()
+            pidfiles.remove(self._run_dir, "postgres")
+            pidfiles.remove(self._run_dir, "supervisor")
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            _console.print("[bold]stopped[/]: every process ended, every port freed")
+            _say("[bold]stopped[/]: every process ended, every port freed")
+
+    def _start(self, base: Path, postgres: EmbeddedPostgres, broker: TansuBroker) -> None:
+        _say(
+            f"[bold]starting PostgreSQL[/] on {self.host}:{self.postgres_port} "
+            f"(data in {base / 'postgres'})"
+        )
+        postgres.start()
+        if postgres.pid is not None:
+            pidfiles.write(self._run_dir, "postgres", postgres.pid, signal.SIGINT)
+        self._check_stopping()
+        _say(f"[bold]starting Kafka broker (Tansu)[/] on {broker.bootstrap_servers}")
+        broker.start()
+        if broker.pid is not None:
+            pidfiles.write(self._run_dir, "broker", broker.pid)
+        self._check_stopping()
+        env = self._env(postgres, broker)
+        _say("[bold]applying migrations[/]")
+        migrate = subprocess.run(
+            [sys.executable, "-m", "order_service", "migrate"],
+            env=env,
+            preexec_fn=die_with_parent(signal.SIGTERM),
+        )
+        self._check_stopping()
+        if migrate.returncode != 0:
+            raise DevStackError("migrations failed (see above)")
+        ports = {"api": self.api_port, "relay": self.relay_port, "worker": self.worker_port}
+        for name, port in ports.items():
+            self._spawn(name, port, env)
+        for name, port in ports.items():
+            url = f"http://{self.host}:{port}/readyz"
+            if not _wait_http_ok(url, 60, self._children[name], lambda: self._stopping):
+                raise DevStackError(f"{name} did not become ready at {url}")
 
     def _on_signal(self, signum: int, _frame: object) -> None:
+        # SIGHUP too: a closed terminal must stop the stack as cleanly as Ctrl-C does.
         self._stopping = True
+
+    def _check_stopping(self) -> None:
+        if self._stopping:
+            raise _Stopped
 
     def _watch(self) -> int:
         while not self._stopping:
             for name, child in self._children.items():
                 if child.poll() is not None:
-                    _console.print(f"[red]{name} exited with {child.returncode}; stopping[/]")
+                    _say(f"[red]{name} exited with {child.returncode}; stopping[/]")
                     return 1
             time.sleep(0.3)
         return 0
@@ -154,16 +218,17 @@ class DevStack:
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 15
-        for child in self._children.values():
+        for name, child in self._children.items():
             try:
                 child.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+            pidfiles.remove(self._run_dir, name)
 
     def _print_banner(self, postgres: EmbeddedPostgres, broker: TansuBroker) -> None:
         h = self.host
-        _console.print(f"""
+        _say(f"""
 [bold green]order-service is up[/]
   API          http://{h}:{self.api_port}   (docs: http://{h}:{self.api_port}/docs)
   API metrics  http://{h}:{self.api_port}/metrics
