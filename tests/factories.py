@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -11,9 +12,14 @@ import orjson
 from aiokafka import ConsumerRecord
 
 from order_service.config import Settings
-from order_service.domain.events import OrderCreated
-from order_service.domain.order import Order
-from order_service.messaging.envelope import OutboxMessage, kafka_headers, order_created_message
+from order_service.domain.events import OrderCreated, OrderStatusChanged
+from order_service.domain.order import Order, RejectionReason
+from order_service.messaging.envelope import (
+    Event,
+    OutboxMessage,
+    kafka_headers,
+    order_created_message,
+)
 from order_service.messaging.kafka_client import create_producer
 
 _INSERT_ORDER = """
@@ -44,6 +50,22 @@ def order_created(
         payload = {**orjson.loads(message.payload), **extra_payload}
         message = dataclasses.replace(message, payload=orjson.dumps(payload))
     return message
+
+
+def _placed() -> Order:
+    return Order.place("book", 2)
+
+
+# One event of every kind the code produces, made the way the domain makes them (fresh ids on
+# each call), for the tests that hold them against schemas/ and docs/asyncapi.yaml.
+EVENT_CASES: dict[str, Callable[[], Event]] = {
+    "created": lambda: OrderCreated.of(_placed()),
+    "confirmed_with_stock": lambda: OrderStatusChanged.of(_placed().confirm(reserved=True)),
+    "confirmed_unmanaged": lambda: OrderStatusChanged.of(_placed().confirm(reserved=False)),
+    "rejected": lambda: OrderStatusChanged.of(_placed().reject(RejectionReason.OUT_OF_STOCK)),
+    "cancelled_pending": lambda: OrderStatusChanged.of(_placed().cancel()),
+    "cancelled_confirmed": lambda: OrderStatusChanged.of(_placed().confirm(reserved=True).cancel()),
+}
 
 
 async def insert_outbox(conn: asyncpg.Connection, message: OutboxMessage) -> None:
