@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 import typer
 from aiohttp import web
 from typer.testing import CliRunner
@@ -38,9 +39,17 @@ class FakeOrderApi:
     token: str | None = None
     fail_every: int = 0  # answer 500
     stall_every: int = 0  # answer after 2 s, beyond the client's timeout in these tests
+    # The lifecycle's answers: every n-th new order is committed but answered 503 "unknown",
+    # or refused 503 "not_written"; a replay's first try meets its key "still in flight".
+    unknown_every: int = 0
+    not_written_every: int = 0
+    busy_replays: bool = False
+    forget_cancels: bool = False  # answer a cancel 200 CANCELLED without cancelling
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     keys: dict[str, tuple[bytes, bytes, int]] = field(default_factory=dict)
     created: int = 0
+    new_orders: int = 0
+    busy_keys: set[str] = field(default_factory=set)
     _calls: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def app(self) -> web.Application:
@@ -48,12 +57,20 @@ class FakeOrderApi:
         app.router.add_post("/orders", self.post_orders)
         app.router.add_post("/order", self.post_order)
         app.router.add_get("/orders/{id}", self.get_order)
+        app.router.add_post("/orders/{id}/cancel", self.cancel_order)
         return app
 
     @staticmethod
-    def problem(status: int, title: str) -> web.Response:
-        body = json.dumps({"type": "about:blank", "title": title, "status": status})
-        return web.Response(status=status, text=body, content_type="application/problem+json")
+    def problem(
+        status: int,
+        title: str,
+        headers: dict[str, str] | None = None,
+        **members: object,
+    ) -> web.Response:
+        body = json.dumps({"type": "about:blank", "title": title, "status": status, **members})
+        return web.Response(
+            status=status, text=body, content_type="application/problem+json", headers=headers
+        )
 
     def _authorised(self, request: web.Request) -> bool:
         return self.token is None or request.headers.get("Authorization") == f"Bearer {self.token}"
@@ -68,6 +85,14 @@ class FakeOrderApi:
             await asyncio.sleep(2.0)
         raw = await request.read()
         key = request.headers.get("Idempotency-Key")
+        if key and key in self.keys and self.busy_replays and key not in self.busy_keys:
+            self.busy_keys.add(key)
+            return self.problem(
+                409,
+                "A request with this Idempotency-Key is still in progress",
+                {"Retry-After": "0"},
+                type="/problems/idempotency-key-in-flight",
+            )
         if key and key in self.keys:
             first_raw, first_body, first_status = self.keys[key]
             if first_raw != raw:
@@ -92,6 +117,10 @@ class FakeOrderApi:
             valid = False
         if not valid:
             return self.problem(422, "Unprocessable Content")
+        self.new_orders += 1
+        unknown = self.unknown_every and self.new_orders % self.unknown_every == 0
+        if not unknown and self.not_written_every and self.new_orders % self.not_written_every == 0:
+            return self.problem(503, "Service unavailable", outcome="not_written")
         now = datetime.now(UTC).isoformat()
         order = {
             "id": str(uuid.uuid4()),
@@ -111,6 +140,8 @@ class FakeOrderApi:
         body = json.dumps(payload).encode()
         if key:
             self.keys[key] = (raw, body, status)
+        if unknown:  # committed, but the answer says only that it may have been
+            return self.problem(503, "Service unavailable", outcome="unknown", order_id=order["id"])
         headers = {"Location": f"/orders/{order['id']}"} if not seed_shape else {}
         return web.Response(
             status=status, body=body, content_type="application/json", headers=headers
@@ -126,10 +157,22 @@ class FakeOrderApi:
         order = self.orders.get(request.match_info["id"])
         if order is None:
             return self.problem(404, "Not Found")
-        if time.monotonic() - order["_born"] >= self.confirm_after_s:
+        if (
+            order["status"] == "PENDING"
+            and time.monotonic() - order["_born"] >= self.confirm_after_s
+        ):
             order["status"] = "CONFIRMED"
         public = {k: v for k, v in order.items() if not k.startswith("_")}
         return web.json_response(public)
+
+    async def cancel_order(self, request: web.Request) -> web.Response:
+        order = self.orders.get(request.match_info["id"])
+        if order is None:
+            return self.problem(404, "Not Found")
+        public = {k: v for k, v in order.items() if not k.startswith("_")}
+        if not self.forget_cancels:
+            order["status"] = "CANCELLED"
+        return web.json_response({**public, "status": "CANCELLED"})
 
 
 @contextmanager
@@ -349,3 +392,78 @@ def test_ctrl_c_prints_the_summary_so_far_and_exits_130() -> None:
     assert summary["interrupted"] is True
     assert summary["requests"]["completed"] > 20
     assert summary["elapsed_s"] < 10
+
+
+def test_a_replay_still_in_flight_is_asked_again_after_retry_after_and_is_no_error() -> None:
+    """Catches a 409 for a key still in flight counted as a 4xx error, and a client that
+    gives up instead of asking again after Retry-After (every replay would stay unanswered)."""
+    api = FakeOrderApi(busy_replays=True)
+    with serving(api) as url:
+        code, summary = run_cli(
+            "--url", url, "--concurrency", "4", "--total", "60", "--replay-ratio", "0.3",
+            "--seed", "3", "--verify",
+        )  # fmt: skip
+    assert code == 0, summary
+    outcomes = summary["outcomes"]
+    assert outcomes["replayed"] > 5
+    # The first replay of each key met a 409 and was asked again: a replay in the end.
+    assert outcomes["replay_in_flight"] == len(api.busy_keys) > 5
+    assert outcomes["replayed"] >= outcomes["replay_in_flight"]
+    assert sum(summary["errors"].values()) == 0
+    assert summary["status_codes"]["409"] == outcomes["replay_in_flight"]
+    assert summary["requests"]["completed"] == 60 + outcomes["replay_in_flight"]
+
+
+@pytest.mark.parametrize("replay_ratio", ["0", "0.2"], ids=["by-get", "by-key"])
+def test_verify_resolves_lost_answers_and_counts_refusals_as_nothing_created(
+    replay_ratio: str,
+) -> None:
+    """Catches a 503 "unknown" whose order is never looked for (it would be neither verified
+    nor counted), a 503 "not_written" taken for a lost order, and both counted as errors.
+    Without keys the 503 names the order and a GET tells; with keys the retry replays."""
+    api = FakeOrderApi(unknown_every=4, not_written_every=5)
+    with serving(api) as url:
+        code, summary = run_cli(
+            "--url", url, "--concurrency", "4", "--total", "60", "--replay-ratio", replay_ratio,
+            "--seed", "8", "--verify",
+        )  # fmt: skip
+    assert code == 0, summary
+    outcomes, verify = summary["outcomes"], summary["verify"]
+    assert outcomes["outcome_unknown"] >= 5 and outcomes["not_written"] >= 4
+    assert sum(summary["errors"].values()) == 0
+    resolved = verify["resolved"]
+    assert resolved["asked"] == resolved["created"] == outcomes["outcome_unknown"]
+    assert verify["expected"] == outcomes["accepted"] + outcomes["outcome_unknown"]
+    assert verify["expected"] == len(api.orders)
+    assert verify["ok"] is True
+
+
+def test_verify_fails_when_a_cancel_answered_200_did_not_cancel() -> None:
+    """A server that answers a cancel 200 CANCELLED and forgets it: catches --verify taking
+    the answer at its word instead of reading the order's final status."""
+    api = FakeOrderApi(forget_cancels=True)
+    with serving(api) as url:
+        code, summary = run_cli(
+            "--url", url, "--concurrency", "4", "--total", "40", "--cancel-ratio", "0.5",
+            "--cancel-delay", "0", "--seed", "2", "--verify", "--verify-timeout", "5",
+        )  # fmt: skip
+    assert code == 1
+    cancels, verify = summary["cancels"], summary["verify"]
+    assert cancels["outcomes"]["cancelled"] == cancels["orders"] > 5
+    assert verify["settled"] == verify["expected"]  # every order settled: only the cancels fail
+    assert verify["cancellations"]["ok"] is False
+    assert verify["problems"] == [
+        f"{cancels['orders']} orders: cancel answered cancelled but the order ended CONFIRMED"
+    ]
+
+
+def test_stock_that_cannot_be_set_stops_the_run_before_any_order_with_exit_4() -> None:
+    """Catches a run that goes on when PUT /stock failed (its books would be meaningless)."""
+    api = FakeOrderApi()  # no /stock route: 404
+    app = typer.Typer()
+    app.command()(loadtest)
+    with serving(api) as url:
+        result = CliRunner().invoke(app, ["--url", url, "--stock", "5", "--total", "3"])
+    assert result.exit_code == 4
+    assert "could not set up the run" in result.output
+    assert api.created == 0

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from order_service.loadtest.schedule import (
@@ -7,6 +9,7 @@ from order_service.loadtest.schedule import (
     HARD_MAX_TOTAL,
     Budget,
     arrival_offset,
+    cancel_delay,
     worker_start_offsets,
 )
 
@@ -57,3 +60,21 @@ def test_budget_clamps_to_the_hard_caps() -> None:
     budget = Budget(total=10**9, duration_s=10**9)
     assert budget.total == HARD_MAX_TOTAL
     assert budget.duration_s == HARD_MAX_DURATION_S
+
+
+def test_the_cancel_ratio_is_the_share_of_accepted_orders_cancelled_within_the_delay() -> None:
+    """Catches a ratio applied the wrong way round (1 - ratio cancelled) and delays drawn
+    outside [0, max], which would stop cancels from racing the worker's decision."""
+    rng = random.Random(3)
+    delays = [cancel_delay(rng, 0.3, 0.25) for _ in range(10_000)]
+    chosen = [d for d in delays if d is not None]
+    assert len(chosen) / len(delays) == pytest.approx(0.3, abs=0.02)
+    assert all(0.0 <= d <= 0.25 for d in chosen)
+    assert max(chosen) > 0.2 and min(chosen) < 0.05  # spread over the window, not one value
+
+
+def test_no_cancel_ratio_cancels_nothing_and_a_full_one_cancels_everything() -> None:
+    """Catches a ratio of 0 that still cancels now and then (a draw of exactly 0.0)."""
+    rng = random.Random(5)
+    assert all(cancel_delay(rng, 0.0, 1.0) is None for _ in range(1_000))
+    assert all(cancel_delay(rng, 1.0, 0.0) == 0.0 for _ in range(1_000))

@@ -1,4 +1,5 @@
-"""What to send: new orders with Faker items, replays of accepted ones, and invalid bodies."""
+"""What to send: new orders with Faker items (or the run's stock-managed item), replays of
+accepted ones, and invalid bodies."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class PlannedRequest:
     body: bytes
     idempotency_key: str | None = None
     replay_of: str | None = None  # the order id the replay must return
+    managed: bool = False  # an order for the run's stock-managed item
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,17 +59,33 @@ class RequestFactory:
         *,
         replay_ratio: float = 0.0,
         invalid_ratio: float = 0.0,
+        managed_item: str | None = None,
+        managed_share: float = 0.0,
     ) -> None:
         self._rng = rng
         self._faker = faker
         self._replay_ratio = replay_ratio
         self._invalid_ratio = invalid_ratio
+        self._managed_item = managed_item
+        self._managed_share = managed_share if managed_item is not None else 0.0
         # Keys only when replays are wanted: storing a key costs the server an extra write.
+        # Orders of the managed item always carry one: an answer lost on the way ("unknown")
+        # must be resolvable by asking again, or the item's books cannot be checked.
         self._with_keys = replay_ratio > 0
 
-    def new_body(self) -> bytes:
-        item = f"{self._faker.color_name()} {self._faker.word()}"[:200]
+    def _draw_managed(self) -> bool:
+        # No draw without a managed item, so seeded runs without one send what they always did.
+        return self._managed_share > 0 and self._rng.random() < self._managed_share
+
+    def new_body(self, managed: bool = False) -> bytes:
+        if managed and self._managed_item is not None:
+            item = self._managed_item
+        else:
+            item = f"{self._faker.color_name()} {self._faker.word()}"[:200]
         return orjson.dumps({"item": item, "quantity": self._rng.randint(1, 20)})
+
+    def _new_key(self) -> str:
+        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
 
     def next(self, replayable: Sequence[Replayable]) -> PlannedRequest:
         draw = self._rng.random()
@@ -78,5 +96,7 @@ class RequestFactory:
             return PlannedRequest(
                 Planned.REPLAY, chosen.body, chosen.idempotency_key, chosen.order_id
             )
-        key = str(uuid.UUID(int=self._rng.getrandbits(128), version=4)) if self._with_keys else None
-        return PlannedRequest(Planned.NEW, self.new_body(), key)
+        managed = self._draw_managed()
+        body = self.new_body(managed)
+        key = self._new_key() if self._with_keys or managed else None
+        return PlannedRequest(Planned.NEW, body, key, managed=managed)

@@ -1,8 +1,9 @@
 """`order-service loadtest`: the typer command. Wiring only; the logic lives beside it.
 
-Exit codes: 0 the run completed (and `--verify` found every order confirmed); 1 `--verify`
-found orders missing or not confirmed; 2 bad options; 3 the target accepted no order at all;
-130 interrupted by Ctrl-C (the summary so far is still printed).
+Exit codes: 0 the run completed (and `--verify` found every order settled and every check
+held); 1 `--verify` found orders missing or unsettled, or a check failed; 2 bad options; 3 the
+target accepted no order at all; 4 the run could not be set up (PUT /stock refused); 130
+interrupted by Ctrl-C (the summary so far is still printed).
 """
 
 from __future__ import annotations
@@ -22,17 +23,19 @@ from faker import Faker
 from rich.console import Console
 
 from order_service.loadtest.bodies import RequestFactory
-from order_service.loadtest.client import open_session
+from order_service.loadtest.client import SetupError, open_session
 from order_service.loadtest.options import Endpoint, LoadOptions, OptionError, build_options
 from order_service.loadtest.plot import per_second, write_plot
 from order_service.loadtest.recorder import Recorder
 from order_service.loadtest.render import LiveProgress, summary_tables
 from order_service.loadtest.runner import LoadRun
+from order_service.loadtest.stock import prepare_stock
 from order_service.loadtest.summary import Summary, summarize
-from order_service.loadtest.verify import verify_orders
+from order_service.loadtest.verify import verify_run
 
 EXIT_LOST = 1
 EXIT_NOTHING_ACCEPTED = 3
+EXIT_SETUP = 4
 EXIT_INTERRUPTED = 130
 _TICK_S = 0.25
 
@@ -69,8 +72,29 @@ def loadtest(
     plot: Annotated[
         Path | None, typer.Option(help="Write latency over time: .png (matplotlib) or .html.")
     ] = None,
+    stock: Annotated[
+        int | None,
+        typer.Option(help="Set a stock-managed item's available units (PUT /stock) first."),
+    ] = None,
+    managed_item: Annotated[
+        str | None,
+        typer.Option(help="The item --stock manages (default: a fresh loadtest-<hex> per run)."),
+    ] = None,
+    managed_share: Annotated[
+        float | None,
+        typer.Option(help="Share of new orders for the managed item (default 0.5 with --stock)."),
+    ] = None,
+    cancel_ratio: Annotated[
+        float, typer.Option(help="Share of accepted orders cancelled a moment later.")
+    ] = 0.0,
+    cancel_delay: Annotated[
+        float, typer.Option(help="Cancels go out a random 0..S seconds after the acceptance.")
+    ] = 0.25,
     verify: Annotated[
-        bool, typer.Option(help="Afterwards, check every accepted order reaches CONFIRMED.")
+        bool,
+        typer.Option(
+            help="Afterwards, check every order settles, cancels held and the stock balances."
+        ),
     ] = False,
     verify_timeout: Annotated[
         float, typer.Option(help="Seconds --verify waits for the stack to drain.")
@@ -94,14 +118,23 @@ def loadtest(
             timeout_s=timeout,
             connections=connections,
             seed=seed,
+            stock=stock,
+            managed_item=managed_item,
+            managed_share=managed_share,
+            cancel_ratio=cancel_ratio,
+            cancel_delay_s=cancel_delay,
         )
     except OptionError as exc:
         raise typer.BadParameter(str(exc)) from exc
     err = Console(stderr=True)
     with _runner() as runner:
-        summary, recorder = runner.run(
-            execute(options, err, verify=verify, verify_timeout_s=verify_timeout)
-        )
+        try:
+            summary, recorder = runner.run(
+                execute(options, err, verify=verify, verify_timeout_s=verify_timeout)
+            )
+        except SetupError as exc:
+            err.print(f"[red]could not set up the run:[/] {exc}")
+            raise typer.Exit(EXIT_SETUP) from exc
     if plot is not None:
         series = per_second(recorder.offsets, recorder.latencies)
         written = write_plot(plot, series, f"latency over time: {summary.target}")
@@ -175,11 +208,22 @@ async def execute(
     if options.seed is not None:
         faker.seed_instance(options.seed)
     factory = RequestFactory(
-        rng, faker, replay_ratio=options.replay_ratio, invalid_ratio=options.invalid_ratio
+        rng,
+        faker,
+        replay_ratio=options.replay_ratio,
+        invalid_ratio=options.invalid_ratio,
+        managed_item=options.managed_item,
+        managed_share=options.managed_share or 0.0,
     )
     recorder = Recorder()
     stop = asyncio.Event()
     async with open_session(options) as session:
+        managed = await prepare_stock(session, options)
+        if managed is not None:
+            err.print(
+                f"stock of {managed.item!r} set to {managed.stock_set:,}; "
+                f"{managed.share:.0%} of new orders are for it"
+            )
         with _on_interrupt(stop):
             run = LoadRun(options, session, factory, recorder, stop)
             with LiveProgress(err, options) as live:
@@ -190,16 +234,18 @@ async def execute(
                     ticker.cancel()
                 live.update(recorder, result.elapsed_s, run.issued, final=True)
         summary = summarize(
-            options, recorder, result.elapsed_s, result.interrupted, result.cancelled
+            options, recorder, result.elapsed_s, result.interrupted, result.cancelled, managed
         )
         if verify and not result.interrupted:
-            err.print(f"verifying {len(recorder.accepted_ids):,} accepted orders ...")
+            lost = f" and {len(recorder.unresolved):,} lost answers" if recorder.unresolved else ""
+            err.print(f"verifying {len(recorder.accepted_ids):,} accepted orders{lost} ...")
             verify_stop = asyncio.Event()
             with _on_interrupt(verify_stop):
-                outcome = await verify_orders(
+                outcome = await verify_run(
                     session,
                     options,
-                    recorder.accepted_ids,
+                    recorder,
+                    managed,
                     load_ended_at=result.ended_at,
                     timeout_s=verify_timeout_s,
                     stop=verify_stop,

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from enum import StrEnum
+from urllib.parse import quote
 
 from order_service.loadtest.schedule import HARD_MAX_DURATION_S, HARD_MAX_TOTAL
 
 DEFAULT_DURATION_S = 30.0
 DEFAULT_CONCURRENCY = 10
+DEFAULT_MANAGED_SHARE = 0.5
+MAX_STOCK = 1_000_000_000  # what PUT /stock accepts
 
 
 class Endpoint(StrEnum):
@@ -37,6 +41,17 @@ class LoadOptions:
     connections: int = 100
     max_in_flight: int = 10_000
     seed: int | None = None
+    # A stock-managed item: its stock is set with PUT /stock before the run and
+    # `managed_share` of the new orders are for it (DESIGN.md §3).
+    stock: int | None = None
+    managed_item: str | None = None
+    managed_share: float | None = None
+    cancel_ratio: float = 0.0
+    cancel_delay_s: float = 0.25
+
+    @property
+    def manages_stock(self) -> bool:
+        return self.stock is not None
 
     @property
     def open_model(self) -> bool:
@@ -48,6 +63,12 @@ class LoadOptions:
 
     def order_url(self, order_id: str) -> str:
         return f"{self.url.rstrip('/')}/orders/{order_id}"
+
+    def cancel_url(self, order_id: str) -> str:
+        return f"{self.order_url(order_id)}/cancel"
+
+    def stock_url(self, item: str) -> str:
+        return f"{self.url.rstrip('/')}/stock/{quote(item, safe='')}"
 
     def headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -66,6 +87,12 @@ def build_options(**values: object) -> LoadOptions:
         updates["concurrency"] = DEFAULT_CONCURRENCY
     if options.duration_s is None and options.total is None:
         updates["duration_s"] = DEFAULT_DURATION_S
+    if options.stock is not None:
+        # A fresh item per run keeps its books to this run's orders alone.
+        if options.managed_item is None:
+            updates["managed_item"] = f"loadtest-{uuid.uuid4().hex[:12]}"
+        if options.managed_share is None:
+            updates["managed_share"] = DEFAULT_MANAGED_SHARE
     if updates:
         options = LoadOptions(**{**options.__dict__, **updates})
     _check(options)
@@ -86,9 +113,30 @@ def _check(o: LoadOptions) -> None:
             raise OptionError(f"{name} must be between 0 and 1")
     if o.replay_ratio + o.invalid_ratio > 1.0:
         raise OptionError("--replay-ratio plus --invalid-ratio must not exceed 1")
+    _check_lifecycle(o)
     if o.ramp_up_s < 0:
         raise OptionError("--ramp-up must not be negative")
     if o.timeout_s <= 0 or o.connections < 1 or o.burst < 1:
         raise OptionError("--timeout, --connections and --burst must be positive")
     if not o.url.startswith(("http://", "https://")):
         raise OptionError("--url must start with http:// or https://")
+
+
+def _check_lifecycle(o: LoadOptions) -> None:
+    if o.stock is None and (o.managed_item is not None or o.managed_share is not None):
+        raise OptionError("--managed-item and --managed-share need --stock (the units to set)")
+    if o.stock is not None and not 0 <= o.stock <= MAX_STOCK:
+        raise OptionError(f"--stock must be in [0, {MAX_STOCK:_}] units")
+    if o.managed_item is not None and not (
+        0 < len(o.managed_item) <= 200
+        and o.managed_item.strip()
+        and not set(o.managed_item) & {"/", "\x00"}
+    ):
+        # A "/" cannot travel in the path of PUT /stock/{item}, even URL-encoded.
+        raise OptionError("--managed-item must be 1-200 characters, not blank, without '/'")
+    if o.managed_share is not None and not 0.0 <= o.managed_share <= 1.0:
+        raise OptionError("--managed-share must be between 0 and 1")
+    if not 0.0 <= o.cancel_ratio <= 1.0:
+        raise OptionError("--cancel-ratio must be between 0 and 1")
+    if not 0.0 <= o.cancel_delay_s <= 60.0:
+        raise OptionError("--cancel-delay must be between 0 and 60 seconds")

@@ -26,6 +26,7 @@ class LiveProgress:
             transient=False,
         )
         self._task: TaskID = self._progress.add_task("load", total=total, line="starting")
+        self._with_cancels = options.cancel_ratio > 0
         self._last_completed = 0
         self._last_elapsed = 0.0
 
@@ -50,6 +51,8 @@ class LiveProgress:
         done = float(issued) if self._by_count else elapsed_s
         if final:
             line = f"{snap.completed} done  errors {snap.errors}  p99 {snap.p99_s * 1000:,.1f} ms"
+        if self._with_cancels:
+            line += f"  cancels {snap.cancels}"
         self._progress.update(self._task, completed=done, line=line)
 
 
@@ -81,10 +84,39 @@ def summary_tables(summary: Summary) -> Group:
         counts.add_row(f"[red]error: {name}[/]" if n else f"error: {name}", f"{n:,}")
     for detail, n in summary.error_details.items():
         counts.add_row(f"  {detail}", f"{n:,}")
+    if summary.managed is not None:
+        managed = summary.managed
+        head.add_row(
+            "managed item",
+            f"{managed.item} (stock {managed.stock_set:,}, {managed.share:.0%} of new orders)",
+        )
     parts: list[Table] = [head, counts]
+    if summary.cancels is not None:
+        parts.append(_cancel_table(summary))
     if summary.verify is not None:
         parts.append(_verify_table(summary))
     return Group(*parts)
+
+
+def _cancel_table(summary: Summary) -> Table:
+    cancels = summary.cancels
+    assert cancels is not None
+    table = Table(title=f"cancellations (--cancel-ratio {cancels.ratio:g})")
+    table.add_column("kind")
+    table.add_column("count", justify="right")
+    table.add_row("orders asked to cancel", f"{cancels.orders:,}")
+    table.add_row("requests", f"{cancels.sent:,}  p99 {_ms(cancels.latency.p99_s)}")
+    for code, n in cancels.status_codes.items():
+        table.add_row(f"HTTP {code}", f"{n:,}")
+    for name, n in cancels.outcomes.items():
+        table.add_row(name, f"{n:,}")
+    for name, n in cancels.errors.items():
+        table.add_row(f"[red]error: {name}[/]" if n else f"error: {name}", f"{n:,}")
+    for detail, n in cancels.error_details.items():
+        table.add_row(f"  {detail}", f"{n:,}")
+    if cancels.abandoned:
+        table.add_row("abandoned (Ctrl-C)", f"{cancels.abandoned:,}")
+    return table
 
 
 def _verify_table(summary: Summary) -> Table:
@@ -93,13 +125,32 @@ def _verify_table(summary: Summary) -> Table:
     table = Table(title="delivery check (--verify)", show_header=False)
     table.add_column("metric", style="bold")
     table.add_column("value", justify="right")
-    verdict = "[green]all confirmed[/]" if result.ok else "[red]ORDERS NOT CONFIRMED[/]"
+    verdict = "[green]all settled, every check held[/]" if result.ok else "[red]FAILED[/]"
     table.add_row("verdict", verdict)
-    table.add_row("confirmed", f"{result.confirmed:,} of {result.expected:,}")
+    table.add_row("settled", f"{result.settled:,} of {result.expected:,}")
     for state, n in sorted(result.states.items()):
         table.add_row(f"  {state}", f"{n:,}")
     drain = f"{result.drain_s:,.2f} s" if result.drain_s is not None else "not drained"
     table.add_row("drain time", drain)
+    if result.resolution is not None and (
+        result.resolution.asked or result.resolution.cancels_asked
+    ):
+        r = result.resolution
+        table.add_row(
+            "lost answers asked again",
+            f"{r.asked:,} orders: {r.created:,} exist, {r.not_created:,} do not, "
+            f"{r.unresolved:,} unresolved; {r.cancels_asked:,} cancels",
+        )
+    if result.books is not None:
+        books = result.books
+        mark = "[green]balanced[/]" if books.ok else "[red]OFF[/]"
+        table.add_row(
+            f"books of {books.item}",
+            f"{mark}  available {books.available} + confirmed {books.confirmed_units:,} "
+            f"(set {books.stock_set:,}), reserved {books.reserved}",
+        )
+    for problem in result.problems:
+        table.add_row("[red]problem[/]", problem)
     if result.failed_ids:
         table.add_row("e.g.", result.failed_ids[0])
     return table

@@ -1,9 +1,11 @@
 """When requests are due: the open model's arrival times, the closed model's start offsets,
-and the budget that bounds every run in count and time."""
+the delay before an accepted order is cancelled, and the budget that bounds every run in
+count and time."""
 
 from __future__ import annotations
 
 import math
+import random
 
 HARD_MAX_TOTAL = 1_000_000
 HARD_MAX_DURATION_S = 3_600.0
@@ -40,6 +42,17 @@ def worker_start_offsets(concurrency: int, ramp_up_s: float = 0.0) -> list[float
     if ramp_up_s <= 0:
         return [0.0] * concurrency
     return [ramp_up_s * i / concurrency for i in range(concurrency)]
+
+
+def cancel_delay(rng: random.Random, ratio: float, max_delay_s: float) -> float | None:
+    """Whether an order just accepted is cancelled, and after how many seconds (None: kept).
+
+    Uniform over [0, max_delay_s]: short enough to race the worker's decision, so some
+    cancels meet a PENDING order, some a CONFIRMED one and some a REJECTED one.
+    """
+    if ratio <= 0 or rng.random() >= ratio:
+        return None
+    return rng.uniform(0.0, max_delay_s)
 
 
 class Budget:
