@@ -34,7 +34,7 @@ def _consumer(bootstrap: str) -> Consumer:
 
 
 def _text(value: str | bytes | None) -> str:
-    return value.decode() if isinstance(value, bytes) else value or ""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value or ""
 
 
 def _record(msg: Message) -> Record:
