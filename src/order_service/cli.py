@@ -149,14 +149,23 @@ def worker(host: Host = "127.0.0.1", port: int = 8002) -> None:
 
 @app.command()
 def migrate() -> None:
-    """Apply the database migrations (Alembic upgrade head)."""
-    from order_service.persistence.migrate import upgrade_to_head
+    """Apply the database migrations (Alembic upgrade head), retried until STARTUP_TIMEOUT_S."""
+    from order_service.observability.logging import configure_logging, get_logger
+    from order_service.persistence.migrate import MigrationFailed, upgrade_with_retries
 
     settings = _settings()
+    configure_logging(settings, "migrate")
+    log = get_logger("order_service.migrate")
+
+    def on_retry(exc: BaseException, delay: float) -> None:
+        log.warning("migrate_retrying", error=str(exc), retry_in_s=round(delay, 2))
+
     try:
-        upgrade_to_head(settings.postgres_dsn)
-    except (OSError, ConnectionError) as exc:
-        _fail(f"PostgreSQL unreachable: {exc}; check POSTGRES_DSN")
+        upgrade_with_retries(
+            settings.postgres_dsn, deadline_s=settings.startup_timeout_s, on_retry=on_retry
+        )
+    except MigrationFailed as exc:
+        _fail(f"{exc}; check POSTGRES_DSN")
     typer.echo("migrations applied (head)")
 
 

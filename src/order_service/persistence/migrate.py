@@ -8,10 +8,15 @@ its lock (docs/migrations.md).
 
 from __future__ import annotations
 
+import random
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+
+from order_service.persistence.dsn import parse_dsn
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 MIGRATION_LOCK_TIMEOUT = "3s"
@@ -33,3 +38,50 @@ def upgrade_to_head(postgres_dsn: str) -> None:
 
 def upgrade_to(postgres_dsn: str, revision: str) -> None:
     command.upgrade(alembic_config(postgres_dsn), revision)
+
+
+class MigrationFailed(Exception):
+    """The database stayed unreachable, or a lock stayed taken, until the deadline."""
+
+
+def _sqlstate(exc: BaseException) -> str:
+    """The SQLSTATE behind SQLAlchemy's wrapping of an asyncpg error, if any."""
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            break
+        state = getattr(seen, "sqlstate", None) or getattr(seen, "pgcode", None)
+        if state:
+            return str(state)
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return ""
+
+
+def worth_retrying(exc: BaseException) -> bool:
+    """Unreachable, or a statement that gave up waiting for its lock (lock_timeout, 55P03):
+    the next attempt starts over from the last revision that committed."""
+    return isinstance(exc, OSError | TimeoutError) or _sqlstate(exc) in ("55P03", "57P03")
+
+
+def upgrade_with_retries(
+    postgres_dsn: str,
+    *,
+    deadline_s: float,
+    on_retry: Callable[[BaseException, float], None] = lambda exc, delay: None,
+) -> None:
+    """`upgrade head`, retried with backoff until `deadline_s`; one MigrationFailed after."""
+    stop_at = time.monotonic() + deadline_s
+    delay = 0.2
+    while True:
+        try:
+            upgrade_to_head(postgres_dsn)
+            return
+        except Exception as exc:
+            if not worth_retrying(exc) or time.monotonic() + delay > stop_at:
+                where = parse_dsn(postgres_dsn).describe()
+                raise MigrationFailed(
+                    f"migrating PostgreSQL at {where} failed after {deadline_s:g}s: {exc}"
+                ) from exc
+            on_retry(exc, delay)
+            time.sleep(delay)
+            delay = min(5.0, delay * 2) * random.uniform(0.8, 1.0)
