@@ -219,6 +219,14 @@ def doctor(
     grafana: Annotated[str | None, typer.Option(help="e.g. http://localhost:3000")] = None,
     jaeger: Annotated[str | None, typer.Option(help="e.g. http://localhost:16686")] = None,
     alertmanager: Annotated[str | None, typer.Option(help="e.g. http://localhost:9093")] = None,
+    postgres_dsn: Annotated[
+        str | None,
+        typer.Option(
+            envvar="POSTGRES_DSN",
+            help="Check each host of this DSN and which one takes writes (default: $POSTGRES_DSN).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Check every endpoint of a running stack and print a table; exit 1 if any fails."""
     from rich.console import Console
@@ -227,7 +235,7 @@ def doctor(
     from order_service.doctor import Targets, diagnose
 
     targets = Targets(api, relay, worker, prometheus, grafana, jaeger, alertmanager)
-    results = asyncio.run(diagnose(targets))
+    results = asyncio.run(diagnose(targets, postgres_dsn=postgres_dsn))
     table = Table(title="order-service doctor")
     for column in ("check", "url", "result"):
         table.add_column(column)

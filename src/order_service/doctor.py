@@ -9,7 +9,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+import asyncpg
 import httpx
+
+from order_service.persistence.dsn import HostPort, PostgresDsn, parse_dsn
 
 
 @dataclass(frozen=True)
@@ -40,10 +43,13 @@ class Targets:
 def checks_for(targets: Targets) -> list[Check]:
     checks = [
         Check("api alive", f"{targets.api}/healthz", '"ok"'),
-        Check("api ready (database + broker)", f"{targets.api}/readyz", '"ready"'),
+        Check("api ready (database; broker reported)", f"{targets.api}/readyz", '"ready"'),
+        Check("api sees the broker", f"{targets.api}/readyz", '"broker":"ok"'),
         Check("api seed db check", f"{targets.api}/db_health", '"ok"'),
         Check("api metrics", f"{targets.api}/metrics", "http_requests_total"),
-        Check("api OpenAPI", f"{targets.api}/openapi.json", '"/orders"'),
+        Check("api OpenAPI: orders", f"{targets.api}/openapi.json", '"/orders"'),
+        Check("api OpenAPI: cancel", f"{targets.api}/openapi.json", '"/orders/{order_id}/cancel"'),
+        Check("api OpenAPI: stock", f"{targets.api}/openapi.json", '"/stock/{item}"'),
         Check("relay ready", f"{targets.relay}/readyz", '"ok"'),
         Check("relay metrics", f"{targets.relay}/metrics", "outbox_backlog"),
         Check("worker ready", f"{targets.worker}/readyz", '"ok"'),
@@ -80,6 +86,44 @@ async def _run(client: httpx.AsyncClient, check: Check) -> Result:
     return Result(check, True, f"HTTP {response.status_code}")
 
 
-async def diagnose(targets: Targets, timeout_s: float = 3.0) -> list[Result]:
+async def diagnose(
+    targets: Targets, timeout_s: float = 3.0, postgres_dsn: str | None = None
+) -> list[Result]:
     async with httpx.AsyncClient(timeout=timeout_s) as client:
-        return list(await asyncio.gather(*(_run(client, c) for c in checks_for(targets))))
+        results = list(await asyncio.gather(*(_run(client, c) for c in checks_for(targets))))
+    if postgres_dsn:
+        results += await database_hosts(postgres_dsn, timeout_s)
+    return results
+
+
+async def database_hosts(postgres_dsn: str, timeout_s: float) -> list[Result]:
+    """Each host of POSTGRES_DSN, and whether it takes writes: after a failover the operator
+    sees which one is the primary now. Fails when no host takes writes."""
+    dsn = parse_dsn(postgres_dsn)
+    roles = await asyncio.gather(*(_role(dsn, host, timeout_s) for host in dsn.hosts))
+    results = [
+        Result(Check(f"postgres {host}", f"postgresql://{host}/{dsn.database}", ""), ok, role)
+        for host, (ok, role) in zip(dsn.hosts, roles, strict=True)
+    ]
+    if not any(role.startswith("primary") for _, role in roles):
+        results.append(
+            Result(Check("postgres: a host takes writes", dsn.describe(), ""), False, "none")
+        )
+    return results
+
+
+async def _role(dsn: PostgresDsn, host: HostPort, timeout_s: float) -> tuple[bool, str]:
+    try:
+        conn = await asyncpg.connect(dsn.for_host(host).split("?", 1)[0], timeout=timeout_s)
+    except Exception as exc:
+        return False, f"unreachable: {type(exc).__name__}"
+    try:
+        standby = await conn.fetchval("SELECT pg_is_in_recovery()", timeout=timeout_s)
+        read_only = await conn.fetchval("SHOW default_transaction_read_only", timeout=timeout_s)
+    finally:
+        await conn.close()
+    if standby:
+        return True, "standby (read-only)"
+    if read_only == "on":
+        return True, "read-only primary"
+    return True, "primary (read-write)"

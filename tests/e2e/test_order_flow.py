@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import asyncio
 import signal
 import time
@@ -114,11 +116,13 @@ def test_doctor_passes_on_a_running_stack_and_fails_when_a_process_is_down(stack
         worker.url,
     ]
 
-    healthy = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    env = {**os.environ, "POSTGRES_DSN": stack.settings.postgres_dsn, "COLUMNS": "200"}
+    healthy = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
     worker.stop()
-    broken = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    broken = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
 
     assert healthy.returncode == 0, healthy.stdout
-    assert "FAIL" not in healthy.stdout and healthy.stdout.count("ok") >= 9
+    assert "FAIL" not in healthy.stdout and healthy.stdout.count("ok") >= 12
+    assert "primary (read-write)" in healthy.stdout  # the database host and its role
     assert broken.returncode == 1
     assert "worker ready" in broken.stdout and "FAIL" in broken.stdout
