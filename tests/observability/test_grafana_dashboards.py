@@ -28,7 +28,7 @@ EXPECTED_BOARDS = {
 @pytest.fixture
 def generator(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     monkeypatch.syspath_prepend(str(GENERATOR_DIR))
-    for name in ("generate", "panels", "infra_boards"):
+    for name in ("generate", "panels", "infra_boards", "orders_board"):
         sys.modules.pop(name, None)
     return importlib.import_module("generate")
 
