@@ -147,18 +147,20 @@ def write_path_panels() -> list[Json]:
         row("Write path and dependencies"),
         timeseries(
             "Write queue depth",
-            [target("max by (instance) (orders_write_queue_depth)", "{{instance}}")],
+            # Every process exposes the gauge (one registry); only the api's moves.
+            [
+                target(
+                    'max by (instance) (orders_write_queue_depth{job="order-service-api"})',
+                    "{{instance}}",
+                )
+            ],
             width=8,
             description="Order writes waiting for a group commit, per api process; beyond "
             "WRITE_QUEUE_MAX a write is refused at once (queue_full).",
         ),
         timeseries(
             "Writes refused by back-pressure",
-            [
-                target(
-                    f"sum by (reason) (rate(orders_write_refused_total[{RATE}]))", "{{reason}}"
-                )
-            ],
+            [target(f"sum by (reason) (rate(orders_write_refused_total[{RATE}]))", "{{reason}}")],
             unit="ops",
             width=8,
             description="Answered 503 not_written before reaching the database. Alert "
