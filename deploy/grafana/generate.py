@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from infra_boards import kafka, postgres
+from orders_board import orders_outbox
 from panels import (
     API,
     DATASOURCE,
@@ -134,81 +135,6 @@ def red() -> Json:
         variables=[route_var],
         description="Rate, errors and duration of the order API (the seed's "
         "FastAPI HTTP panel).",
-    )
-
-
-def orders_outbox() -> Json:
-    age_limits = thresholds((None, "green"), (60, "orange"), (600, "red"))
-    panels = [
-        row("Orders"),
-        timeseries(
-            "Orders created / s",
-            [target(f"sum by (endpoint) (rate(orders_created_total[{RATE}]))", "{{endpoint}}")],
-            unit="ops",
-        ),
-        timeseries(
-            "Idempotency: replays and conflicts",
-            [
-                target(f"sum(rate(orders_idempotent_replays_total[{RATE}]))", "replayed"),
-                target(
-                    f"sum by (reason) (rate(orders_idempotency_conflicts_total[{RATE}]))",
-                    "conflict {{reason}}",
-                ),
-            ],
-            unit="ops",
-        ),
-        timeseries(
-            "Validation failures by field",
-            [
-                target(
-                    f"sum by (field) (rate(orders_validation_failures_total[{RATE}]))", "{{field}}"
-                )
-            ],
-            unit="ops",
-        ),
-        timeseries(
-            "Orders per group-commit transaction",
-            [
-                target(mean("orders_write_batch_size"), "mean"),
-                *quantiles("orders_write_batch_size", qs=(0.99,)),
-            ],
-        ),
-        row("Outbox"),
-        timeseries("Outbox backlog", [target("sum(outbox_backlog)", "unpublished rows")]),
-        timeseries(
-            "Oldest unpublished event age",
-            [target("max(outbox_oldest_unpublished_age_seconds)", "oldest")],
-            unit="s",
-            limits=age_limits,
-            description="Alert OutboxOldestEventStale: 60 s warns, 600 s pages.",
-        ),
-        timeseries(
-            "Publish rate and failures",
-            [
-                target(f"sum(rate(outbox_published_total[{RATE}]))", "published"),
-                target(f"sum(rate(outbox_publish_failures_total[{RATE}]))", "failed"),
-            ],
-            unit="ops",
-        ),
-        timeseries(
-            "Publish latency (commit to broker ack)",
-            quantiles("outbox_publish_latency_seconds"),
-            unit="s",
-        ),
-        timeseries(
-            "Rows per relay batch",
-            [
-                target(mean("outbox_publish_batch_size"), "mean"),
-                *quantiles("outbox_publish_batch_size", qs=(0.99,)),
-            ],
-            width=24,
-        ),
-    ]
-    return dashboard(
-        "order-service-orders",
-        "Order service / Orders and outbox",
-        panels,
-        description="Business throughput of the API and the transactional outbox.",
     )
 
 

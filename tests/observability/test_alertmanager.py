@@ -122,6 +122,24 @@ def test_postgres_down_inhibits_the_api_error_budget_alert(alertmanager: str) ->
     assert not inhibited_by(alertmanager, "PostgresDown", "critical")
 
 
+def test_postgres_down_inhibits_the_write_path_alerts_but_not_the_rejection_surge(
+    alertmanager: str,
+) -> None:
+    """Catches the inhibition list losing the api's database alerts (they repeat PostgresDown)
+    or gaining the rejection alert (the worker cannot decide while the database is down, so a
+    surge then is a separate story)."""
+    post_alerts(
+        alertmanager,
+        {"alertname": "PostgresDown", "severity": "critical"},
+        {"alertname": "OrderApiDatabaseUnavailable", "severity": "critical"},
+        {"alertname": "OrderWritesRefused", "severity": "warning", "reason": "deadline"},
+        {"alertname": "OrderRejectionRateHigh", "severity": "warning"},
+    )
+    assert inhibited_by(alertmanager, "OrderApiDatabaseUnavailable", "critical")
+    assert inhibited_by(alertmanager, "OrderWritesRefused", "warning")
+    assert not inhibited_by(alertmanager, "OrderRejectionRateHigh", "warning")
+
+
 def test_a_critical_alert_inhibits_the_warning_of_the_same_alert_only(alertmanager: str) -> None:
     post_alerts(
         alertmanager,

@@ -1,11 +1,16 @@
-"""Every dashboard panel against a real Prometheus that scraped the running api, relay and worker.
+"""Every dashboard panel and alert rule against a real Prometheus that scraped the running stack.
 
 The stack: the session's PostgreSQL and Tansu broker, `order-service api|relay|worker` as
-subprocesses, Debian's postgres-exporter, and Prometheus scraping all four every second with the
-repository's rule files loaded. After ~200 orders (plus replays, conflicts, validation failures
-and one poison message) every panel query runs over the test's time range: none may be rejected,
-and every panel over our own or PostgreSQL metrics must return data. kafka-exporter is not
-installable here, so its panels are only checked for acceptance.
+subprocesses (the api reaching PostgreSQL through a proxy the test can freeze), Debian's
+postgres-exporter, a prober calling each `/readyz` like a kubelet, and Prometheus scraping all
+of them every second with the repository's rule files loaded. The traffic: ~200 orders (plus
+replays, conflicts, validation failures and two poison messages), stock-managed items whose
+orders are confirmed and rejected and one of them cancelled per wave, and a few seconds with
+the api's database link frozen (503s, refused writes, failed reads). Then: every metric a
+panel or a rule names is exposed by the stack; every panel query runs over the test's time
+range, none is rejected, and every panel over our own or PostgreSQL metrics returns data of
+its own (an `or vector(0)` fallback does not count). kafka-exporter is not installable here,
+so its metrics are listed apart and its panels only checked for acceptance.
 """
 
 from __future__ import annotations
@@ -13,21 +18,19 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
-from order_service.config import Settings
 from order_service.devstack.ports import free_port
-from order_service.messaging.kafka_client import create_producer, ensure_topics
+from order_service.messaging.kafka_client import ensure_topics
 from tests.conftest import Infra, create_database, drop_database, make_settings
+from tests.netfault.proxy import DelayProxy
 from tests.observability.dashboards import PanelQuery, panel_queries
 from tests.observability.prometheus_server import (
     DEPLOY,
@@ -37,13 +40,41 @@ from tests.observability.prometheus_server import (
     running_prometheus,
     tool,
 )
+from tests.observability.promql import metric_names, rules, without_fallbacks
+from tests.observability.stack import (
+    Process,
+    ReadinessProber,
+    scrape_job,
+    service_env,
+    wait_for,
+)
+from tests.observability.traffic import (
+    database_outage,
+    lifecycle_wave,
+    send_poison_message,
+    traffic_wave,
+    written_after_recovery,
+)
 from tests.otlp_receiver import OtlpReceiver
 
 pytestmark = pytest.mark.e2e
 
-CLI = REPO / ".venv" / "bin" / "order-service"
 ORDERS = 200
 RATE_INTERVAL = "10s"  # Grafana's $__rate_interval for a 1 s scrape interval
+RULE_FILES = sorted((DEPLOY / "prometheus/rules").glob("*.yml"))
+# Above any queue the traffic waves build (16 concurrent requests), below the outage's bursts.
+WRITE_QUEUE_MAX = 24
+# kafka-exporter cannot run here: the names the panels and rules take from it, and only those.
+KAFKA_EXPORTER_METRICS = {
+    "kafka_consumergroup_lag",
+    "kafka_topic_partition_current_offset",
+    "kafka_topic_partition_oldest_offset",
+}
+OWN_JOBS = ("order-service-api", "order-service-relay", "order-service-worker")
+RECORDED = {rule["record"] for rule in rules(RULE_FILES) if "record" in rule}
+# Counters whose code paths need a broker fault (a failed publish) or a redelivery (an
+# event seen twice): the fault and process suites drive those.
+NOT_EXERCISED = {"outbox_publish_failures_total", "worker_events_duplicate_total"}
 
 
 @dataclass(frozen=True)
@@ -53,137 +84,35 @@ class LiveStack:
     end: float
 
 
-class Process:
-    """A child process with its log in a file; stopped with SIGTERM, then SIGKILL."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], workdir: Path) -> None:
-        self.name = name
-        self.log_path = workdir / f"{name}.log"
-        self._log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            args, env=env, cwd=workdir, stdout=self._log, stderr=subprocess.STDOUT
-        )
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
-
-    def wait_http(self, url: str, timeout_s: float = 60) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"{self.name} exited:\n{self.log()}"
-            try:
-                if httpx.get(url, timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"{self.name} not serving {url} after {timeout_s}s:\n{self.log()}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
-
-
-def service_env(settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    for name, value in settings.model_dump(exclude_none=True).items():
-        env[name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
-    return env
-
-
-async def traffic_wave(api: str, orders: int) -> int:
-    """Orders through both endpoints, replays, conflicts, reads and validation failures.
-
-    Returns the number of orders created (each must reach the worker)."""
-    limit = asyncio.Semaphore(16)
-    keyed = min(10, orders)
-    seeds = orders // 20 + 1
-    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
-
-        async def post(path: str, body: dict[str, Any], key: str | None = None) -> httpx.Response:
-            headers = {"Idempotency-Key": key} if key else {}
-            async with limit:
-                return await client.post(path, json=body, headers=headers)
-
-        keys = [f"obs-{uuid.uuid4()}" for _ in range(keyed)]
-        bodies = [{"item": f"book-{i}", "quantity": i % 5 + 1} for i in range(orders)]
-        created = await asyncio.gather(
-            *(post("/orders", b, keys[i] if i < keyed else None) for i, b in enumerate(bodies))
-        )
-        assert [r.status_code for r in created] == [201] * orders, created[0].text
-        seed = await asyncio.gather(
-            *(post("/order", {"item": "pen", "quantity": 1}) for _ in range(seeds))
-        )
-        assert {r.status_code for r in seed} == {200}
-        replays = await asyncio.gather(*(post("/orders", bodies[i], keys[i]) for i in range(keyed)))
-        assert {r.status_code for r in replays} == {201}
-        conflicts = await asyncio.gather(
-            *(post("/orders", {"item": "other", "quantity": 9}, keys[i]) for i in range(2))
-        )
-        assert {r.status_code for r in conflicts} == {422}
-        invalid = await asyncio.gather(
-            *(post("/orders", {"item": "book", "quantity": 0}) for _ in range(2)),
-            *(post("/orders", {"item": "  ", "quantity": 1}) for _ in range(2)),
-        )
-        assert {r.status_code for r in invalid} == {422}
-        for response in created[:5]:
-            got = await client.get(f"/orders/{response.json()['id']}")
-            assert got.status_code == 200
-    return orders + seeds
-
-
-async def send_poison_message(settings: Settings) -> None:
-    producer = create_producer(settings)
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            settings.kafka_order_topic, b"{not an order", key=b"poison-message"
-        )
-    finally:
-        await producer.stop()
-
-
-def wait_for(prom: Prometheus, expr: str, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if prom.query(expr):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: `{expr}` still empty after {timeout_s}s")
-
-
-def scrape_job(name: str, port: int) -> dict[str, Any]:
-    return {"job_name": name, "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
-
-
 @pytest.fixture(scope="module")
 def live(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
-    assert CLI.exists(), f"{CLI} missing: run `make install`"
     workdir = tmp_path_factory.mktemp("live-stack")
     database = asyncio.run(create_database(infra, "t_obs"))
     settings = make_settings(infra, database, worker_max_attempts=2, log_level="WARNING")
     asyncio.run(ensure_topics(settings))
+    # Only the api goes through the proxy: freezing it is an outage of the api's database
+    # link, while the relay and the worker keep working.
+    postgres = urlsplit(settings.postgres_dsn).netloc.rsplit("@", 1)[1]
+    host, _, port = postgres.rpartition(":")
+    proxy = DelayProxy(host, int(port)).start()
+    api_settings = settings.model_copy(
+        update={
+            "postgres_dsn": settings.postgres_dsn.replace(f"@{postgres}/", f"@{proxy.address}/"),
+            "write_queue_max": WRITE_QUEUE_MAX,
+        }
+    )
     # Traces are exported (to a real OTLP receiver), so the histograms carry exemplars.
     receiver = OtlpReceiver().start()
-    env = {
-        **service_env(settings),
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-        "OTEL_BSP_SCHEDULE_DELAY": "500",
-    }
+    otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "500"}
     ports = {"api": free_port(), "relay": free_port(), "worker": free_port()}
     exporter_port = free_port()
     processes: list[Process] = []
     try:
-        for name, port in ports.items():
-            args = [str(CLI), name, "--host", "127.0.0.1", "--port", str(port)]
-            processes.append(Process(name, args, env, workdir))
+        for name, service_port in ports.items():
+            env = {**service_env(api_settings if name == "api" else settings), **otel}
+            processes.append(Process.service(name, service_port, env, workdir))
         exporter_env = {
-            **os.environ,
+            **service_env(settings),
             "DATA_SOURCE_NAME": f"{infra.admin_dsn}?sslmode=disable",
         }
         exporter_args = [
@@ -191,13 +120,13 @@ def live(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Liv
             f"--web.listen-address=127.0.0.1:{exporter_port}",
         ]
         processes.append(Process("postgres-exporter", exporter_args, exporter_env, workdir))
-        for process, port in zip(processes, [*ports.values(), exporter_port], strict=True):
+        for process, listen in zip(processes, [*ports.values(), exporter_port], strict=True):
             path = "/metrics" if process.name == "postgres-exporter" else "/healthz"
-            process.wait_http(f"http://127.0.0.1:{port}{path}")
+            process.wait_http(f"http://127.0.0.1:{listen}{path}")
 
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(p) for p in sorted((DEPLOY / "prometheus/rules").glob("*.yml"))],
+            "rule_files": [str(p) for p in RULE_FILES],
             "scrape_configs": [
                 scrape_job("order-service-api", ports["api"]),
                 scrape_job("order-service-relay", ports["relay"]),
@@ -205,7 +134,8 @@ def live(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Liv
                 scrape_job("postgres-exporter", exporter_port),
             ],
         }
-        with running_prometheus(workdir / "prometheus", config) as prom:
+        probes = [f"http://127.0.0.1:{p}/readyz" for p in ports.values()]
+        with running_prometheus(workdir / "prometheus", config) as prom, ReadinessProber(probes):
             start = time.time()
             wait_for(
                 prom, 'min(up{job=~"order-service-.*|postgres-exporter"}) == 1', 30, "targets up"
@@ -215,19 +145,28 @@ def live(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Liv
             # a small warm-up wave (and a first poison message) creates every series before
             # the main waves increase them.
             total = asyncio.run(traffic_wave(api, 5))
+            total += asyncio.run(lifecycle_wave(api, "obs-stock-0"))
             asyncio.run(send_poison_message(settings))
             wait_for(prom, "sum(worker_events_dead_lettered_total) >= 1", 120, "first DLQ")
-            for _ in range(3):
+            for wave in range(1, 4):
                 total += asyncio.run(traffic_wave(api, ORDERS // 3))
+                total += asyncio.run(lifecycle_wave(api, f"obs-stock-{wave}"))
+                if wave == 1:
+                    answers = asyncio.run(database_outage(api, proxy))
+                    assert set(answers) == {503}, answers
+                    total += asyncio.run(written_after_recovery(api))
                 time.sleep(2)
             asyncio.run(send_poison_message(settings))
-            wait_for(prom, f"sum(worker_events_processed_total) >= {total}", 120, "all confirmed")
+            wait_for(prom, f"sum(worker_events_processed_total) >= {total}", 120, "all processed")
             wait_for(prom, "sum(worker_events_dead_lettered_total) >= 2", 120, "second DLQ")
+            wait_for(prom, "sum(orders_write_refused_total) > 0", 30, "writes refused")
+            wait_for(prom, "sum(db_unavailable_total) > 0", 30, "database unavailable")
             time.sleep(3)  # a few more scrapes and rule evaluations after the last event
             yield LiveStack(prom, start, time.time())
     finally:
         for process in reversed(processes):
             process.stop()
+        proxy.close()
         receiver.stop()
         asyncio.run(drop_database(infra, database))
 
@@ -240,6 +179,22 @@ def has_finite_value(result: list[dict[str, Any]]) -> bool:
     return any(math.isfinite(float(v)) for series in result for _, v in series["values"])
 
 
+def named_metrics() -> set[str]:
+    """The metrics the rules and the panels select, recorded series resolved to none (their
+    own expressions are in the rules) and kafka-exporter's included."""
+    exprs = [rule["expr"] for rule in rules(RULE_FILES)] + [q.expr for q in queries()]
+    named = set().union(*(metric_names(expr) for expr in exprs))
+    unknown = {n for n in named if ":" in n} - RECORDED
+    assert not unknown, f"recorded series that no rule records: {sorted(unknown)}"
+    return named - RECORDED
+
+
+def exposed_metric_names(prom: Prometheus) -> set[str]:
+    """Names of the series scraped from the stack's targets (recorded series carry no job)."""
+    jobs = "|".join((*OWN_JOBS, "postgres-exporter"))
+    return {s["metric"]["__name__"] for s in prom.query(f'group by (__name__) ({{job=~"{jobs}"}})')}
+
+
 def test_every_scrape_target_is_up(live: LiveStack) -> None:
     health = live.prometheus.targets_up()
     assert health == {
@@ -248,6 +203,35 @@ def test_every_scrape_target_is_up(live: LiveStack) -> None:
         "order-service-worker": "up",
         "postgres-exporter": "up",
     }
+
+
+def test_every_metric_named_in_a_rule_or_a_panel_is_exposed_by_the_running_stack(
+    live: LiveStack,
+) -> None:
+    """Catches a rule or panel over a metric no process exposes — misspelt, renamed, or a
+    labelled counter the traffic never incremented (tried: a panel over
+    `orders_rejected_totals`, and the database-outage phase left out: `db_unavailable_total`
+    and `orders_write_refused_total` are reported missing)."""
+    named = named_metrics()
+    assert named >= KAFKA_EXPORTER_METRICS, "a listed kafka-exporter metric is no longer used"
+    missing = named - KAFKA_EXPORTER_METRICS - exposed_metric_names(live.prometheus)
+    assert not missing, f"named in rules or panels, not exposed by the stack: {sorted(missing)}"
+
+
+def test_every_counter_named_in_a_rule_or_a_panel_counted_during_the_run(
+    live: LiveStack,
+) -> None:
+    """Unlabelled counters are exposed at 0 by every process of the shared registry, so being
+    exposed proves little for them: each must have counted something, i.e. the traffic drove
+    the code path (tried: the lifecycle wave without its cancellation fails here on
+    `orders_cancelled_total`). NOT_EXERCISED names the ones that need faults this stack
+    does not inject."""
+    counters = sorted(n for n in named_metrics() if n.endswith("_total"))
+    result = live.prometheus.query(
+        f'sum by (__name__) ({{__name__=~"{"|".join(counters)}",job=~"{"|".join(OWN_JOBS)}"}})'
+    )
+    counted = {s["metric"]["__name__"] for s in result if float(s["value"][1]) > 0}
+    assert set(counters) - counted == NOT_EXERCISED
 
 
 def test_no_panel_query_is_rejected_by_prometheus(live: LiveStack) -> None:
@@ -260,14 +244,19 @@ def test_no_panel_query_is_rejected_by_prometheus(live: LiveStack) -> None:
     assert not rejected, "\n".join(rejected)
 
 
-def test_every_panel_over_our_metrics_returns_data(live: LiveStack) -> None:
+def test_every_panel_over_our_metrics_returns_data_of_its_own(live: LiveStack) -> None:
+    """The query runs without its `or vector(0)` fallbacks: a constant answers whatever was
+    scraped, so it proves nothing (tried: the database-outage phase left out — the
+    "Operations failed: database unreachable" panel (`or on () vector(0)`) and the 5xx ratio
+    panels then answer only their fallback, and are reported without data)."""
     empty = []
     for query in queries():
         if query.over_kafka_exporter_metrics:
             continue  # kafka-exporter cannot run here
-        result = live.prometheus.query_range(query.expr, live.start, live.end)
+        own = without_fallbacks(query.expr)
+        result = live.prometheus.query_range(own, live.start, live.end)
         if not has_finite_value(result):
-            empty.append(f"{query}: {query.expr}")
+            empty.append(f"{query}: {own}")
     known = ", ".join(n for n in live.prometheus.metric_names() if not n.startswith("pg_"))
     assert not empty, "panels without data:\n" + "\n".join(empty) + f"\nscraped: {known}"
 

@@ -13,6 +13,7 @@ import pytest
 
 from tests.observability.dashboards import DASHBOARDS, load_dashboards, panel_queries, panels
 from tests.observability.prometheus_server import DEPLOY, QueryRejected, running_prometheus
+from tests.observability.promql import without_fallbacks
 
 GENERATOR_DIR = DEPLOY / "grafana"
 PANEL_TYPES = {"row", "timeseries", "stat"}
@@ -28,7 +29,7 @@ EXPECTED_BOARDS = {
 @pytest.fixture
 def generator(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     monkeypatch.syspath_prepend(str(GENERATOR_DIR))
-    for name in ("generate", "panels", "infra_boards"):
+    for name in ("generate", "panels", "infra_boards", "orders_board"):
         sys.modules.pop(name, None)
     return importlib.import_module("generate")
 
@@ -121,6 +122,23 @@ def test_every_panel_query_is_accepted_by_a_real_prometheus(empty_prometheus: An
         except QueryRejected as exc:
             rejected.append(f"{query}: {exc}")
     assert not rejected, "\n".join(rejected)
+
+
+def test_no_panel_query_answers_an_empty_prometheus_once_its_fallbacks_are_removed(
+    empty_prometheus: Any,
+) -> None:
+    """What test_dashboards_live.py counts as a panel's own data: with `or vector(0)` removed
+    a query over no samples must answer nothing. Catches a constant without_fallbacks does not
+    recognise (tried: `or on () (vector(0))`), and one it leaves half removed (the query
+    would then be rejected)."""
+    answering = [q for q in panel_queries() if empty_prometheus.query(q.expr)]
+    assert answering, "no panel has a fallback: the check below would prove nothing"
+    constant = [
+        f"{q}: {without_fallbacks(q.expr)}"
+        for q in panel_queries()
+        if empty_prometheus.query(without_fallbacks(q.expr))
+    ]
+    assert not constant, "answers without any sample:\n" + "\n".join(constant)
 
 
 def test_a_broken_query_is_rejected_so_the_check_above_can_fail(empty_prometheus: Any) -> None:
