@@ -83,6 +83,7 @@ def api(
     """Serve the REST API, /metrics and health (FastAPI under uvicorn)."""
     import uvicorn
 
+    from order_service.api.draining import serve
     from order_service.domain.errors import ServiceUnavailable
     from order_service.messaging.lifecycle import open_pool
     from order_service.observability.logging import logging_config
@@ -101,7 +102,7 @@ def api(
         _fail(str(exc))
     if workers > 1:
         _share_metrics_between_workers()
-    uvicorn.run(
+    config = uvicorn.Config(
         "order_service.api.app:app_from_environment",
         factory=True,
         host=host,
@@ -115,6 +116,8 @@ def api(
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
         lifespan="on",
     )
+    # SIGTERM: /readyz 503 at once, serve SHUTDOWN_DRAIN_S more, then drain (G8).
+    serve(config, settings.shutdown_drain_s)
 
 
 def _share_metrics_between_workers() -> None:

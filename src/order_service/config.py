@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     retry_max_backoff_s: float = Field(default=5.0, gt=0)
 
     shutdown_timeout_s: float = Field(default=10.0, gt=0)
+    # The api keeps serving this long after SIGTERM, /readyz already 503, before it stops
+    # accepting: for load balancers that only health-check (with a preStop pause, leave 0).
+    shutdown_drain_s: float = Field(default=0.0, ge=0)
     startup_timeout_s: float = Field(default=30.0, gt=0)
 
     auth_enabled: bool = False

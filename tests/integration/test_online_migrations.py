@@ -76,9 +76,11 @@ async def a_long_report(dsn: str, seconds: float) -> None:
     try:
         async with conn.transaction():
             await conn.fetchval("SELECT count(*) FROM orders")
-            await conn.fetchval("SELECT count(*) FROM stock") if await conn.fetchval(
-                "SELECT to_regclass('stock') IS NOT NULL"
-            ) else None
+            (
+                await conn.fetchval("SELECT count(*) FROM stock")
+                if await conn.fetchval("SELECT to_regclass('stock') IS NOT NULL")
+                else None
+            )
             await asyncio.sleep(seconds)
     finally:
         await conn.close()

@@ -82,9 +82,7 @@ async def test_another_callers_order_cannot_be_cancelled_and_looks_unknown(
     order = (await client.post("/orders", json={"item": "a", "quantity": 1}, headers=alice)).json()
 
     attempt = await client.post(f"/orders/{order['id']}/cancel", headers=bob)
-    unknown = await client.post(
-        "/orders/0193f3a0-0000-7000-8000-000000000000/cancel", headers=bob
-    )
+    unknown = await client.post("/orders/0193f3a0-0000-7000-8000-000000000000/cancel", headers=bob)
 
     assert attempt.status_code == unknown.status_code == 404
     assert attempt.json()["detail"].replace(order["id"], "X") == unknown.json()["detail"].replace(

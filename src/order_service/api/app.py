@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from order_service.api.body_limit import BodyLimitMiddleware
 from order_service.api.deadline import DeadlineMiddleware
+from order_service.api.draining import CloseWhileDraining
 from order_service.api.fast_path import OrderFastPath
 from order_service.api.problems import install_problem_handlers
 from order_service.api.routes import health, orders, stock
@@ -71,6 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(HttpMetricsMiddleware)
     # Outermost: the request's deadline starts when it arrives (DESIGN.md §3).
     app.add_middleware(DeadlineMiddleware, timeout_s=settings.request_timeout_s)
+    app.add_middleware(CloseWhileDraining)
     return app
 
 

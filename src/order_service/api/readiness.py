@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from order_service.api import draining
 from order_service.observability.metrics import DEPENDENCY_UP
 from order_service.persistence.database import ping
 
@@ -63,4 +64,4 @@ class Readiness:
             self._checked_at, self._last = now, (db_ok, broker_ok)
             DEPENDENCY_UP.labels(dependency="postgres").set(int(db_ok))
             DEPENDENCY_UP.labels(dependency="kafka").set(int(broker_ok))
-        return ReadinessState(*self._last, draining=self.draining)
+        return ReadinessState(*self._last, draining=self.draining or draining.is_draining())

@@ -19,7 +19,8 @@ from alembic.config import Config
 from order_service.persistence.dsn import parse_dsn
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-MIGRATION_LOCK_TIMEOUT = "3s"
+# Short: while an ALTER waits for its lock, every later query on the table waits behind it.
+MIGRATION_LOCK_TIMEOUT = "500ms"
 
 
 def alembic_config(postgres_dsn: str) -> Config:
@@ -36,8 +37,12 @@ def upgrade_to_head(postgres_dsn: str) -> None:
     command.upgrade(alembic_config(postgres_dsn), "head")
 
 
-def upgrade_to(postgres_dsn: str, revision: str) -> None:
-    command.upgrade(alembic_config(postgres_dsn), revision)
+def upgrade_to(postgres_dsn: str, revision: str, *, retry_for_s: float = 0.0) -> None:
+    """Upgrade to `revision`; with `retry_for_s`, retried as `migrate` does."""
+    if retry_for_s:
+        upgrade_with_retries(postgres_dsn, deadline_s=retry_for_s, revision=revision)
+    else:
+        command.upgrade(alembic_config(postgres_dsn), revision)
 
 
 class MigrationFailed(Exception):
@@ -67,14 +72,15 @@ def upgrade_with_retries(
     postgres_dsn: str,
     *,
     deadline_s: float,
+    revision: str = "head",
     on_retry: Callable[[BaseException, float], None] = lambda exc, delay: None,
 ) -> None:
-    """`upgrade head`, retried with backoff until `deadline_s`; one MigrationFailed after."""
+    """`upgrade revision`, retried with backoff until `deadline_s`; one MigrationFailed after."""
     stop_at = time.monotonic() + deadline_s
     delay = 0.2
     while True:
         try:
-            upgrade_to_head(postgres_dsn)
+            command.upgrade(alembic_config(postgres_dsn), revision)
             return
         except Exception as exc:
             if not worth_retrying(exc) or time.monotonic() + delay > stop_at:

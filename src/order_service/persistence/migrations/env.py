@@ -27,7 +27,7 @@ async def _run_online() -> None:
     dsn = parse_dsn(config.attributes["postgres_dsn"])
     server_settings = {
         "application_name": "order-service-migrate",
-        "lock_timeout": config.attributes.get("lock_timeout", "3s"),
+        "lock_timeout": config.attributes.get("lock_timeout", "500ms"),
     }
 
     async def creator() -> Any:

@@ -25,6 +25,8 @@ STATUSES = "'PENDING', 'CONFIRMED', 'REJECTED', 'CANCELLED'"
 
 
 def upgrade() -> None:
+    # Every step may run again: after a lock timeout `migrate` retries the whole migration,
+    # and the validation below commits on its own.
     op.create_table(
         "stock",
         sa.Column("item", sa.String(200), primary_key=True),
@@ -36,19 +38,24 @@ def upgrade() -> None:
         # G9, enforced by the database too: no oversell can ever commit.
         sa.CheckConstraint("available >= 0", name="ck_stock_available"),
         sa.CheckConstraint("reserved >= 0", name="ck_stock_reserved"),
+        if_not_exists=True,
     )
-    op.add_column("orders", sa.Column("rejection_reason", sa.String(32), nullable=True))
-    op.add_column("orders", sa.Column("reserved", sa.Boolean(), nullable=True))
+    # One ALTER: one brief ACCESS EXCLUSIVE lock, no rewrite (nullable columns, NOT VALID).
     op.execute(
-        "ALTER TABLE orders DROP CONSTRAINT ck_orders_status, "
-        f"ADD CONSTRAINT ck_orders_status CHECK (status IN ({STATUSES})) NOT VALID"
-    )
-    op.execute(
-        "ALTER TABLE orders ADD CONSTRAINT ck_orders_rejection_reason "
+        "ALTER TABLE orders "
+        "ADD COLUMN IF NOT EXISTS rejection_reason varchar(32), "
+        "ADD COLUMN IF NOT EXISTS reserved boolean, "
+        "DROP CONSTRAINT IF EXISTS ck_orders_status, "
+        f"ADD CONSTRAINT ck_orders_status CHECK (status IN ({STATUSES})) NOT VALID, "
+        "DROP CONSTRAINT IF EXISTS ck_orders_rejection_reason, "
+        "ADD CONSTRAINT ck_orders_rejection_reason "
         "CHECK (rejection_reason IS NULL OR rejection_reason IN ('out_of_stock')) NOT VALID"
     )
-    op.execute("ALTER TABLE orders VALIDATE CONSTRAINT ck_orders_status")
-    op.execute("ALTER TABLE orders VALIDATE CONSTRAINT ck_orders_rejection_reason")
+    # Validation scans the table: in a transaction of its own, under SHARE UPDATE EXCLUSIVE
+    # (reads and writes go on), not inside the one that holds the ALTER's ACCESS EXCLUSIVE.
+    with op.get_context().autocommit_block():
+        op.execute("ALTER TABLE orders VALIDATE CONSTRAINT ck_orders_status")
+        op.execute("ALTER TABLE orders VALIDATE CONSTRAINT ck_orders_rejection_reason")
 
 
 def downgrade() -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003"
@@ -23,7 +22,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    op.add_column("orders", sa.Column("owner", sa.Text(), nullable=True))
+    op.execute("ALTER TABLE orders ADD COLUMN IF NOT EXISTS owner text")  # may run again
     with op.get_context().autocommit_block():
         op.create_index(
             "ix_orders_owner_id",
