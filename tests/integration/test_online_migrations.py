@@ -16,7 +16,6 @@ import asyncio
 import re
 import time
 import uuid
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -150,6 +149,3 @@ def test_every_migration_waits_for_locks_briefly_and_builds_indexes_concurrently
             assert "autocommit_block" in source, path.name
         for column in re.findall(r"op\.add_column\((.*?)\)\)", source, flags=re.S):
             assert "nullable=False" not in column or "server_default" in column, path.name
-
-
-__all__ = ["Path"]

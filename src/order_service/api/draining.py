@@ -11,6 +11,7 @@ is what lets it see the 503 before the listener closes.
 
 from __future__ import annotations
 
+import signal
 import time
 from types import FrameType
 
@@ -44,7 +45,12 @@ class DrainingServer(uvicorn.Server):
         if self.drain_s > 0 and self._stop_at is None and not self.should_exit:
             self._stop_at = time.monotonic() + self.drain_s
             return  # a second signal (or the end of the drain) stops for real
-        super().handle_exit(sig, frame)
+        # As uvicorn does, minus re-raising the signal at exit: a stop asked for and carried
+        # out is a clean exit (status 0), as for the relay and the worker.
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
 
     async def on_tick(self, counter: int) -> bool:
         if self._stop_at is not None and time.monotonic() >= self._stop_at:
