@@ -274,9 +274,11 @@ def test_grace_period_outlasts_the_prestop_pause_and_the_drain(rendered: dict[st
     default = Settings.model_fields["shutdown_timeout_s"].default
     for name, docs in rendered.items():
         shutdown = math.ceil(float(config(docs).get("SHUTDOWN_TIMEOUT_S", default)))
+        drain = math.ceil(float(config(docs).get("SHUTDOWN_DRAIN_S", 0)))
         for pod in deployment_pods(docs):
             (container,) = pod.spec["containers"]
-            budget = _pause_s(container) + shutdown + GRACE_MARGIN_S
+            api_drain = drain if container["name"] == "api" else 0
+            budget = _pause_s(container) + api_drain + shutdown + GRACE_MARGIN_S
             grace = pod.spec["terminationGracePeriodSeconds"]
             assert grace >= budget, f"{name}: {pod.owner} grace {grace}s < {budget}s"
 
