@@ -102,6 +102,13 @@ def _server_settings(settings: Settings) -> dict[str, str]:
     }
 
 
+async def _nothing_to_reset(conn: asyncpg.Connection) -> None:
+    """Released connections carry no session state here (no LISTEN — the relay's listener has
+    its own connection —, no session advisory locks, no SET, no cursors), so asyncpg's reset
+    query (`pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`), one round-trip per
+    release, is skipped. An open transaction is still rolled back by the pool itself."""
+
+
 async def create_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:
     dsn = parse_dsn(settings.postgres_dsn)
 
@@ -116,6 +123,7 @@ async def create_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:
         "command_timeout": settings.db_statement_timeout_ms / 1000 + 1,
         "server_settings": _server_settings(settings),
         "max_inactive_connection_lifetime": 60.0,
+        "reset": _nothing_to_reset,
     }
     options.update(overrides)
     pool = await asyncpg.create_pool(**options)

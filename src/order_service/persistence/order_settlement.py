@@ -39,8 +39,9 @@ WITH ev AS (
     RETURNING event_id
 )
 SELECT ev.event_id, ev.n, ev.event_id IN (SELECT event_id FROM fresh) AS fresh,
+       s.item IS NOT NULL AS managed,
        {", ".join(f"o.{c.strip()}" for c in ORDER_COLUMNS.split(","))}
-FROM ev JOIN orders o ON o.id = ev.order_id
+FROM ev JOIN orders o ON o.id = ev.order_id LEFT JOIN stock s ON s.item = o.item
 ORDER BY o.id
 FOR UPDATE OF o
 """
@@ -110,10 +111,12 @@ async def settle_created(
         rows = sorted(rows, key=lambda r: r["n"])  # decisions in offset order
         fresh = [(r["event_id"], order_of(r)) for r in rows if r["fresh"]]
         pending = _pending_once(order for _, order in fresh)
+        # The stock rows of managed items, locked (and read again under the lock); none to
+        # lock — no round-trip — when no pending order is for a managed item.
+        managed = sorted({r["item"] for r in rows if r["fresh"] and r["managed"]})
         stock: dict[str, Stock] = {}
-        if pending:
-            items = sorted({o.item for o in pending})
-            stock = {r["item"]: stock_of(r) for r in await conn.fetch(_LOCK_STOCK, items)}
+        if managed and pending:
+            stock = {r["item"]: stock_of(r) for r in await conn.fetch(_LOCK_STOCK, managed)}
         settlement = settle(pending, stock, now=now)
         if settlement.changed:
             await conn.fetchrow(
