@@ -79,7 +79,7 @@ async def test_key_order_and_spacing_of_the_json_body_do_not_matter(
 
 
 async def test_a_duplicate_while_the_first_is_in_flight_is_409(
-    client: httpx.AsyncClient, settings, db: asyncpg.Connection
+    client: httpx.AsyncClient, settings: Settings, db: asyncpg.Connection
 ) -> None:
     # Hold the orders table so the first request's transaction cannot finish yet.
     blocker = await asyncpg.connect(settings.asyncpg_dsn)
@@ -224,7 +224,7 @@ async def test_fifty_concurrent_duplicates_across_two_api_instances_make_one_ord
     await assert_one_order(db)
 
 
-async def test_keys_are_scoped_per_principal(settings, db: asyncpg.Connection) -> None:
+async def test_keys_are_scoped_per_principal(settings: Settings, db: asyncpg.Connection) -> None:
     from order_service.bootstrap import build_api, close_api
     from order_service.service.place_order import IdempotencyContext
 

@@ -284,10 +284,7 @@ async def test_two_relays_publish_every_event_once_each_key_in_commit_order(
     """
     tuned = {"RELAY_BATCH_SIZE": "5", "RELAY_LANES": "2"}
     with running_stack(settings, tmp_path) as stack:
-        relays = [
-            await asyncio.to_thread(stack.start, "relay", **tuned),
-            await asyncio.to_thread(stack.start, "relay", **tuned),
-        ]
+        relays = [await asyncio.to_thread(lambda: stack.start("relay", **tuned)) for _ in range(2)]
         expected = await insert_event_streams_while_relays_run(
             db, settings, orders=4, rounds=10, per_round=25
         )

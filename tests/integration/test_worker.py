@@ -203,7 +203,7 @@ async def test_two_workers_sharing_the_group_through_a_rebalance_apply_each_even
         "SHUTDOWN_TIMEOUT_S": "30",  # a revocation waits up to this long for the batch
     }
     with running_stack(settings, tmp_path) as stack:
-        one = await asyncio.to_thread(stack.start, "worker", **held_env)
+        one = await asyncio.to_thread(lambda: stack.start("worker", **held_env))
         first = await place_and_send(db, settings, 20, "widget")
         await eventually(lambda: settled(db, first), timeout_s=30)
 
