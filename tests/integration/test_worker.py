@@ -313,8 +313,9 @@ async def test_a_worker_killed_between_its_transaction_and_its_offset_commit_has
     - inbox check dropped (`... AS fresh` replaced by `true AS fresh` in order_settlement):
       the status guard (only PENDING orders are decided) still hides it from the tables, but
       not from the raw counts — 0 duplicates where 4 events came back;
-    - every delivery applied as new (that, and the order read as PENDING): a confirmed order
-      got a second `order.confirmed` row (its units reserved twice);
+    - every delivery applied as new (that, and the order read as PENDING): an order settled
+      before the kill was decided again — a second status-event row (`order.confirmed` twice,
+      its units reserved twice, or `order.confirmed` then `order.rejected`);
     - offsets committed before the effect (`_commit` before `_apply_all` in `Worker.handle`):
       the process died at that commit with nothing applied (`0 < applied` failed).
     """
