@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import orjson
@@ -114,6 +116,74 @@ async def insert_orders(
     conn: asyncpg.Connection, settings: Settings, count: int
 ) -> list[tuple[Order, OutboxMessage]]:
     return [await insert_order(conn, settings, item=f"item-{i}") for i in range(count)]
+
+
+async def set_stock(conn: asyncpg.Connection, item: str, available: int) -> None:
+    """Make `item` stock-managed with `available` units, none reserved (as PUT /stock does)."""
+    await conn.execute(
+        "INSERT INTO stock (item, available, reserved) VALUES ($1, $2, 0) "
+        "ON CONFLICT (item) DO UPDATE SET available = EXCLUDED.available, reserved = 0",
+        item,
+        available,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Effects:
+    """Everything the worker's effect leaves behind, to see a second application of an event:
+    the item's stock, the status-event outbox rows of every order (raw rows, in outbox order),
+    the inbox rows, and each order's status and updated_at."""
+
+    available: int
+    reserved: int
+    status_events: dict[UUID, list[str]]
+    inbox_rows: int
+    orders: dict[UUID, tuple[str, datetime.datetime]]
+    confirmed_units: int
+
+    def assert_applied_once(self, stock_set: int) -> None:
+        """G5 + G9 for settled orders: one status event per order, naming its status; the
+        reserved units are exactly those of the confirmed orders, none made up or lost."""
+        for order_id, (status, _) in self.orders.items():
+            if status == "PENDING":
+                continue
+            assert self.status_events.get(order_id) == [f"order.{status.lower()}"], (
+                order_id,
+                status,
+                self.status_events.get(order_id),
+            )
+        assert self.available >= 0
+        assert self.reserved == self.confirmed_units, (self.reserved, self.confirmed_units)
+        assert self.available + self.reserved == stock_set, (self.available, self.reserved)
+
+
+async def effects(conn: asyncpg.Connection, settings: Settings, item: str) -> Effects:
+    stock = await conn.fetchrow("SELECT available, reserved FROM stock WHERE item = $1", item)
+    assert stock is not None, f"{item} is not stock-managed"
+    status_events: dict[UUID, list[str]] = {}
+    for row in await conn.fetch(
+        "SELECT aggregate_id, headers->>'ce_type' AS type FROM outbox WHERE topic = $1 ORDER BY id",
+        settings.kafka_status_topic,
+    ):
+        status_events.setdefault(row["aggregate_id"], []).append(row["type"])
+    inbox_rows = await conn.fetchval("SELECT count(*) FROM inbox")
+    orders = {
+        r["id"]: (r["status"], r["updated_at"])
+        for r in await conn.fetch("SELECT id, status, updated_at FROM orders")
+    }
+    confirmed = await conn.fetchval(
+        "SELECT COALESCE(sum(quantity), 0) FROM orders "
+        "WHERE item = $1 AND status = 'CONFIRMED' AND reserved",
+        item,
+    )
+    return Effects(
+        stock["available"],
+        stock["reserved"],
+        status_events,
+        int(inbox_rows),
+        orders,
+        int(confirmed),
+    )
 
 
 class Background:

@@ -8,6 +8,7 @@ import uuid
 import asyncpg
 import httpx
 import orjson
+from prometheus_client import REGISTRY
 
 from order_service.messaging.envelope import lane_of
 
@@ -40,14 +41,38 @@ async def test_post_orders_is_201_with_location_and_the_full_order(
     assert uuid.UUID(order["id"]).version == 7
 
 
+async def writing_transactions(db: asyncpg.Connection, order_id: uuid.UUID) -> dict[str, str]:
+    """The transaction (`xmin`) that wrote each of an order's rows, by table."""
+    row = await db.fetchrow(
+        "SELECT (SELECT xmin::text FROM orders WHERE id = $1) AS orders, "
+        "(SELECT string_agg(xmin::text, ',') FROM outbox WHERE aggregate_id = $1) AS outbox, "
+        "(SELECT string_agg(xmin::text, ',') FROM idempotency_keys WHERE order_id = $1) "
+        "AS idempotency_keys",
+        order_id,
+    )
+    assert row is not None
+    return dict(row)
+
+
 async def test_an_accepted_order_has_its_outbox_event_in_the_same_commit(
     client: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
-    order = (await client.post("/orders", json=SEED_BODY)).json()
+    """G1: the order row, its outbox row and its idempotency record were written by one
+    transaction — the same `xmin` on all three (two commits would leave two ids).
 
-    event = await db.fetchrow(
-        "SELECT * FROM outbox WHERE aggregate_id = $1", uuid.UUID(order["id"])
-    )
+    Seen failing on a broken variant of `persistence.order_batch.insert_batch` (restored
+    afterwards): the outbox rows written by a second statement after the first committed —
+    the outbox row's `xmin` was the next transaction's.
+    """
+    response = await client.post("/orders", json=SEED_BODY, headers={"Idempotency-Key": "one"})
+    order = response.json()
+    order_id = uuid.UUID(order["id"])
+
+    written_by = await writing_transactions(db, order_id)
+    assert written_by["orders"] is not None
+    assert written_by == dict.fromkeys(written_by, written_by["orders"]), written_by
+
+    event = await db.fetchrow("SELECT * FROM outbox WHERE aggregate_id = $1", order_id)
     assert event is not None
     assert event["published_at"] is None
     assert event["message_key"] == order["id"]
@@ -166,9 +191,27 @@ async def test_a_chunked_body_over_64_kib_is_413(client: httpx.AsyncClient) -> N
     assert response.status_code == 413
 
 
+def write_batches() -> tuple[float, float, float]:
+    """`orders_write_batch_size`: (transactions, orders in them, transactions of one order)."""
+    value = REGISTRY.get_sample_value
+    return (
+        value("orders_write_batch_size_count") or 0.0,
+        value("orders_write_batch_size_sum") or 0.0,
+        value("orders_write_batch_size_bucket", {"le": "1.0"}) or 0.0,
+    )
+
+
 async def test_concurrent_orders_are_all_committed_once_through_group_commit(
     client: httpx.AsyncClient, db: asyncpg.Connection
 ) -> None:
+    """200 concurrent POSTs: 200 orders, each with exactly one outbox row (raw rows), written
+    by fewer transactions than orders — the writer's `orders_write_batch_size` says so, and so
+    does PostgreSQL: orders share an `xmin`, and each order's outbox row has its order's.
+
+    Seen failing with the group commit off (`WRITE_BATCH_MAX=1`): 200 transactions of one
+    order each.
+    """
+    transactions, written, singles = write_batches()
     responses = await asyncio.gather(
         *(
             client.post("/orders", json={"item": f"item-{n}", "quantity": 1 + n % 7})
@@ -180,7 +223,19 @@ async def test_concurrent_orders_are_all_committed_once_through_group_commit(
     ids = {r.json()["id"] for r in responses}
     assert len(ids) == 200
     assert await db.fetchval("SELECT count(*) FROM orders") == 200
+    assert await db.fetchval("SELECT count(*) FROM outbox") == 200
     assert await db.fetchval("SELECT count(DISTINCT aggregate_id) FROM outbox") == 200
+    after = write_batches()
+    batches, orders_in_batches = after[0] - transactions, after[1] - written
+    assert orders_in_batches == 200
+    assert batches < 200 and after[2] - singles < batches, (batches, after[2] - singles)
+    shared = await db.fetchval("SELECT count(DISTINCT xmin::text) FROM orders")
+    assert shared == batches
+    apart = await db.fetchval(
+        "SELECT count(*) FROM orders o JOIN outbox e ON e.aggregate_id = o.id "
+        "WHERE o.xmin::text <> e.xmin::text"
+    )
+    assert apart == 0
 
 
 async def test_health_endpoints_answer(client: httpx.AsyncClient) -> None:

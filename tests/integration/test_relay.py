@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,8 +23,10 @@ from order_service.messaging.relay import Relay, run_relay
 from order_service.messaging.worker import run_worker
 from order_service.persistence.database import create_pool
 from tests.conftest import Infra, make_settings
+from tests.e2e.processes import running_stack
 from tests.factories import Background, insert_order, insert_orders, insert_outbox, order_created
-from tests.kafka_reader import Record, read_all, wait_for_records
+from tests.kafka_reader import Record, read_all
+from tests.scrape import sample
 
 pytestmark = pytest.mark.integration
 
@@ -42,8 +44,14 @@ async def wait_until_all_published(db: asyncpg.Connection, timeout_s: float = 15
             await asyncio.sleep(0.1)
 
 
-def event_ids(records: list[Record]) -> set[str]:
-    return {r.headers["ce_id"] for r in records}
+def copies(records: list[Record]) -> Counter[str]:
+    """How many times each event id is on the topic: raw records, not a set."""
+    return Counter(r.headers["ce_id"] for r in records)
+
+
+def published_count() -> float:
+    """This process's relays' acknowledged events (one relay at a time in the tests using it)."""
+    return REGISTRY.get_sample_value("outbox_published_total") or 0.0
 
 
 async def test_relay_publishes_every_committed_row_with_cloudevents_headers_keyed_by_order(
@@ -55,13 +63,13 @@ async def test_relay_publishes_every_committed_row_with_cloudevents_headers_keye
     others = await insert_orders(db, settings, 4)
 
     async with Background(run_relay, settings):
-        records = await wait_for_records(
-            settings.kafka_bootstrap_servers, settings.kafka_order_topic, 5
-        )
         await wait_until_all_published(db)
+    records = await asyncio.to_thread(
+        read_all, settings.kafka_bootstrap_servers, settings.kafka_order_topic
+    )
 
     by_id = {r.headers["ce_id"]: r for r in records}
-    assert set(by_id) == {m.event_id for _, m in [(traced_order, traced), *others]}
+    assert copies(records) == Counter({m.event_id: 1 for _, m in [(traced_order, traced), *others]})
     for order, message in [(traced_order, traced), *others]:
         record = by_id[message.event_id]
         assert record.key == str(order.id)
@@ -83,9 +91,11 @@ def own_broker(tmp_path: Path) -> Iterator[TansuBroker]:
     broker.stop()
 
 
-async def test_rows_committed_while_the_broker_is_down_all_arrive_once_it_is_back(
+async def test_rows_committed_while_the_broker_is_down_all_arrive_exactly_once_when_it_is_back(
     infra: Infra, database: str, db: asyncpg.Connection, own_broker: TansuBroker
 ) -> None:
+    """Nothing is sent before the broker listens (the relay is still starting), so nothing is
+    sent twice: raw records, each event exactly once."""
     settings = make_settings(
         infra, database, kafka_bootstrap_servers=own_broker.bootstrap_servers, startup_timeout_s=20
     )
@@ -95,11 +105,11 @@ async def test_rows_committed_while_the_broker_is_down_all_arrive_once_it_is_bac
         assert await unpublished(db) == 20
 
         own_broker.start()
-        records = await wait_for_records(
-            own_broker.bootstrap_servers, settings.kafka_order_topic, 20
-        )
         await wait_until_all_published(db)
-    assert {m.event_id for _, m in committed} == event_ids(records)
+    records = await asyncio.to_thread(
+        read_all, own_broker.bootstrap_servers, settings.kafka_order_topic
+    )
+    assert copies(records) == Counter({m.event_id: 1 for _, m in committed})
 
 
 async def test_relay_marks_nothing_published_while_the_broker_hangs_and_delivers_all_after(
@@ -124,11 +134,14 @@ async def test_relay_marks_nothing_published_while_the_broker_hangs_and_delivers
     records = await asyncio.to_thread(
         read_all, own_broker.bootstrap_servers, settings.kafka_order_topic
     )
-    assert {m.event_id for _, m in committed} <= event_ids(records)
+    # At least once: sends that timed out against the frozen broker may have been retried,
+    # so an event may be there twice; none may be missing.
+    on_topic = copies(records)
+    assert all(on_topic[m.event_id] >= 1 for _, m in committed)
 
 
 KILL_SCRIPT = """
-import asyncio, os, signal
+import asyncio, os, pathlib, signal
 from order_service.config import Settings
 from order_service.messaging import relay
 
@@ -138,7 +151,9 @@ async def mark_or_die(conn, ids):
     global batches
     batches += 1
     if batches == 3:
-        os.kill(os.getpid(), signal.SIGKILL)  # the batch is acknowledged, not yet marked
+        # The batch is acknowledged, not yet marked: say which rows, then die.
+        pathlib.Path("killed-batch").write_text(" ".join(map(str, ids)))
+        os.kill(os.getpid(), signal.SIGKILL)
     await real_mark(conn, ids)
 
 relay.mark_published = mark_or_die
@@ -163,6 +178,19 @@ def relay_env(settings: Settings, **extra: str) -> dict[str, str]:
 async def test_a_relay_killed_between_ack_and_mark_loses_nothing(
     settings: Settings, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
+    """G3: a relay SIGKILLed after the broker acknowledged its third batch of 25 and before it
+    marked it. Raw counts prove each step: when it died, exactly two batches were marked, the
+    broker held exactly those 50 records plus the 25 of the killed batch, and the killed rows
+    were still unpublished; the next relay published exactly the 150 unmarked rows, so the
+    topic ends with 225 records — every killed-batch event twice (at least once, republished),
+    every other event once.
+
+    Seen failing on a broken variant of `Relay.publish_batch` (restored afterwards): mark
+    before the ack (`mark_published` before `_publish`, same transaction) — the process died
+    before the third batch was sent, and the broker held 50 records, not 75. (The former
+    assertions, `0 < left < 175` and `len(records) > 200`, said nothing about which rows were
+    republished.)
+    """
     committed = await insert_orders(db, settings, 200)
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -173,75 +201,125 @@ async def test_a_relay_killed_between_ack_and_mark_loses_nothing(
     )
     async with asyncio.timeout(30):
         assert await process.wait() == -signal.SIGKILL
-    left = await unpublished(db)
-    assert 0 < left < 200 - 25  # two batches were marked, the third died unmarked
+    killed = [int(i) for i in (tmp_path / "killed-batch").read_text().split()]
+    assert len(killed) == 25
+    unmarked = {r["id"] for r in await db.fetch("SELECT id FROM outbox WHERE published_at IS NULL")}
+    assert len(unmarked) == 150  # two batches of 25 marked; the third died unmarked
+    assert set(killed) <= unmarked
+    killed_events = {
+        str(r["event_id"])
+        for r in await db.fetch("SELECT event_id FROM outbox WHERE id = ANY($1)", killed)
+    }
+    before = await asyncio.to_thread(
+        read_all, settings.kafka_bootstrap_servers, settings.kafka_order_topic
+    )
+    assert len(before) == 75  # the two marked batches and the acknowledged, unmarked one
+    assert killed_events <= set(copies(before))
 
+    published = published_count()
     async with Background(run_relay, settings):
         await wait_until_all_published(db)
+    assert published_count() - published == 150  # the restarted relay republished the 25
     records = await asyncio.to_thread(
         read_all, settings.kafka_bootstrap_servers, settings.kafka_order_topic
     )
-    assert {m.event_id for _, m in committed} == event_ids(records)
-    assert len(records) > 200  # the killed batch reached the broker and was published again
+    assert len(records) == 225
+    on_topic = copies(records)
+    assert set(on_topic) == {m.event_id for _, m in committed}
+    assert {e for e, n in on_topic.items() if n == 2} == killed_events
+    assert {n for e, n in on_topic.items() if e not in killed_events} == {1}
 
 
-async def insert_event_streams(
-    db: asyncpg.Connection, settings: Settings, orders: int, events_per_order: int
+async def insert_event_streams_while_relays_run(
+    db: asyncpg.Connection, settings: Settings, orders: int, rounds: int, per_round: int
 ) -> dict[str, list[int]]:
-    """`orders` orders, then their further events interleaved across orders, sequence in payload."""
+    """`orders` orders, then `rounds` transactions each adding `per_round` further events to
+    every order, interleaved across orders (sequence in the payload). Committed while the
+    relays claim, and each lane holds more of an order's events than one batch takes, so a
+    relay that could enter a lane held by the other would find that order's later events."""
     placed = [order for order, _ in await insert_orders(db, settings, orders)]
     expected = {str(o.id): [0] for o in placed}
-    for seq in range(1, events_per_order):
+    seq = 0
+    for _ in range(rounds):
         async with db.transaction():
-            for order in placed:
-                await insert_outbox(
-                    db, order_created(settings, order, extra_payload={"sequence": seq})
-                )
-                expected[str(order.id)].append(seq)
+            for _ in range(per_round):
+                seq += 1
+                for order in placed:
+                    await insert_outbox(
+                        db, order_created(settings, order, extra_payload={"sequence": seq})
+                    )
+                    expected[str(order.id)].append(seq)
+        await asyncio.sleep(0.1)  # the relays drain part of it meanwhile
     return expected
 
 
 def sequences_by_key(records: list[Record]) -> dict[str, list[int]]:
-    seen: set[str] = set()
+    """Every raw record's sequence, per key, in partition offset order (duplicates kept)."""
     by_key: dict[str, list[int]] = defaultdict(list)
-    for record in records:  # per partition, in offset order
-        if record.headers["ce_id"] in seen:
-            continue  # a redelivery (at least once) does not reorder what came first
-        seen.add(record.headers["ce_id"])
+    for record in records:
         assert record.key is not None
         by_key[record.key].append(int(orjson.loads(record.value).get("sequence", 0)))
     return dict(by_key)
 
 
 async def test_two_relays_publish_every_event_once_each_key_in_commit_order(
-    infra: Infra, database: str, db: asyncpg.Connection, settings: Settings
+    settings: Settings, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
-    expected = await insert_event_streams(db, settings, orders=50, events_per_order=21)
-    second = make_settings(
-        infra,
-        database,
-        kafka_order_topic=settings.kafka_order_topic,
-        kafka_consumer_group=settings.kafka_consumer_group,
-    )
-    tuned = {"relay_batch_size": 40, "relay_lanes": 4}
-    one = settings.model_copy(update=tuned)
-    two = second.model_copy(update=tuned)
+    """G3 + G4 with two relay processes claiming the same outbox while rows are committed.
 
-    async with Background(run_relay, one), Background(run_relay, two):
-        await wait_until_all_published(db, timeout_s=25)
+    Without faults nothing is republished, so every event must be on the topic exactly once
+    (raw records counted), the two relays' own `outbox_published_total` must add up to those
+    records, each relay must have published some, and each key's raw records must be in
+    commit order.
+
+    Small batches over few lanes, and more of an order's events in a lane than one batch
+    takes, so that a relay able to enter a lane held by the other finds later events there.
+    Seen failing on broken variants of `outbox_store` (restored afterwards):
+    - lane lock removed (`pg_try_advisory_xact_lock(...)` replaced by a constant true): a
+      relay skips the other's locked rows of a lane and publishes that order's later events
+      first — per-key sequences out of order (6 runs of 6);
+    - lane lock and `FOR UPDATE SKIP LOCKED` both removed: both relays publish the same rows —
+      1,391 and 1,411 records for 1,004 events (2 of 2), which a count of distinct `ce_id`s
+      would not see.
+    """
+    tuned = {"RELAY_BATCH_SIZE": "5", "RELAY_LANES": "2"}
+    with running_stack(settings, tmp_path) as stack:
+        relays = [await asyncio.to_thread(lambda: stack.start("relay", **tuned)) for _ in range(2)]
+        expected = await insert_event_streams_while_relays_run(
+            db, settings, orders=4, rounds=10, per_round=25
+        )
+        await wait_until_all_published(db, timeout_s=30)
+        published = [
+            await asyncio.to_thread(sample, r.url, "outbox_published_total") for r in relays
+        ]
     records = await asyncio.to_thread(
         read_all, settings.kafka_bootstrap_servers, settings.kafka_order_topic
     )
 
-    assert len(event_ids(records)) == 50 * 21
+    events = 4 * 251
+    assert len(records) == events, (len(records), published)
+    assert set(copies(records).values()) == {1}
+    assert sum(published) == events
+    assert all(n > 0 for n in published), published  # both relays really took part
     assert sequences_by_key(records) == expected
 
 
 async def test_relay_returns_within_the_shutdown_timeout_and_hands_back_unfinished_rows(
     settings: Settings, db: asyncpg.Connection
 ) -> None:
+    """G8 + G3: a relay stopped in the middle of a 300-row backlog returns within the budget,
+    having finished (published and marked) the batch in flight; the rows it did not reach are
+    handed back: unmarked and unlocked. The next relay publishes exactly those, and the topic
+    ends with every event once (raw records: nothing acknowledged was left unmarked).
+
+    Seen failing on a broken variant of `run_relay` (restored afterwards): the stop cuts the
+    batch in flight at once (`asyncio.wait(tasks, timeout=0)`): acknowledged rows rolled back
+    unmarked — the topic held more records than rows marked (80 for 60, 40 for 20; 4 runs of
+    5: in the fifth the stop landed between batches).
+    """
     committed = await insert_orders(db, settings, 300)
     tuned = settings.model_copy(update={"relay_batch_size": 20})
+    before = published_count()
     relay = Background(run_relay, tuned)
     async with asyncio.timeout(15):
         while await unpublished(db) == 300:
@@ -249,12 +327,29 @@ async def test_relay_returns_within_the_shutdown_timeout_and_hands_back_unfinish
     took = await relay.stop()
     assert took < settings.shutdown_timeout_s
 
+    left = await unpublished(db)
+    assert 0 < left < 300  # stopped mid-backlog: rows were left for another relay
+    assert published_count() - before == 300 - left  # what it published is what it marked
+    async with db.transaction():  # handed back: nothing of the stopped relay still holds them
+        claimable = await db.fetch(
+            "SELECT id FROM outbox WHERE published_at IS NULL FOR UPDATE SKIP LOCKED"
+        )
+    assert len(claimable) == left
+    stopped = await asyncio.to_thread(
+        read_all, settings.kafka_bootstrap_servers, settings.kafka_order_topic
+    )
+    assert len(stopped) == 300 - left
+    assert set(copies(stopped).values()) == {1}
+
+    before = published_count()
     async with Background(run_relay, settings):
         await wait_until_all_published(db)
+    assert published_count() - before == left
     records = await asyncio.to_thread(
         read_all, settings.kafka_bootstrap_servers, settings.kafka_order_topic
     )
-    assert {m.event_id for _, m in committed} == event_ids(records)
+    assert len(records) == 300
+    assert copies(records) == Counter({m.event_id: 1 for _, m in committed})
 
 
 async def test_relay_start_up_fails_with_one_clear_message_when_the_broker_is_unreachable(

@@ -7,18 +7,32 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import orjson
 import pytest
 from aiokafka import TopicPartition
 from prometheus_client import REGISTRY
 
 from order_service.config import Settings
+from order_service.domain.order import Order
 from order_service.messaging.kafka_client import create_consumer, ensure_topics
 from order_service.messaging.worker import run_worker
-from tests.factories import Background, Raw, insert_order, insert_orders, produce
+from tests.e2e.processes import Service, running_stack, wait_ok
+from tests.factories import (
+    Background,
+    Raw,
+    effects,
+    insert_order,
+    insert_orders,
+    produce,
+    set_stock,
+)
 from tests.kafka_reader import read_all
+from tests.scrape import sample
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +113,19 @@ async def test_worker_commits_no_offset_before_its_transaction_and_stops_in_time
 async def test_a_redelivered_event_has_no_second_effect(
     settings: Settings, db: asyncpg.Connection
 ) -> None:
-    order, message = await insert_order(db, settings)
+    """G5 + G9 on redelivery: the order is confirmed once (3 units reserved, one
+    `order.confirmed` outbox row); then it is rewound to PENDING by hand, so that only the
+    inbox stands between a redelivery and a second effect, and its event is delivered twice
+    more. Both copies are read and committed past (offsets), counted as duplicates, and
+    change nothing: stock, status-event rows, status and `updated_at` as they were.
+
+    Seen failing on a broken variant of `persistence.order_settlement` (restored afterwards):
+    inbox check dropped (`... IN (SELECT event_id FROM fresh) AS fresh` replaced by
+    `true AS fresh`) — the order was reserved again (available 4, reserved 6) and a second
+    `order.confirmed` row was written.
+    """
+    await set_stock(db, "widget", 10)
+    order, message = await insert_order(db, settings, item="widget", quantity=3)
     await ensure_topics(settings)
     await produce(settings, [Raw.of(message)])
     status = "SELECT status FROM orders WHERE id = $1"
@@ -109,50 +135,159 @@ async def test_a_redelivered_event_has_no_second_effect(
             return bool(await db.fetchval(status, order.id) == "CONFIRMED")
 
         await eventually(confirmed)
-        # Rewound by hand, so only the inbox stands between a redelivery and a second effect.
+        first = await effects(db, settings, "widget")
+        assert (first.available, first.reserved) == (7, 3)
+        assert first.status_events == {order.id: ["order.confirmed"]}
+
         await db.execute("UPDATE orders SET status = 'PENDING' WHERE id = $1", order.id)
+        rewound_at = await db.fetchval("SELECT updated_at FROM orders WHERE id = $1", order.id)
         duplicates = metric("worker_events_duplicate_total")
         await produce(settings, [Raw.of(message), Raw.of(message)])
+        await eventually(lambda: _caught_up(settings, 3))  # both copies read and committed
 
-        async def skipped() -> bool:
-            return metric("worker_events_duplicate_total") >= duplicates + 2
+    after = await effects(db, settings, "widget")
+    assert (after.available, after.reserved) == (7, 3)
+    assert after.status_events == {order.id: ["order.confirmed"]}
+    assert after.orders[order.id] == ("PENDING", rewound_at)
+    assert after.inbox_rows == 1
+    assert metric("worker_events_duplicate_total") - duplicates == 2
 
-        await eventually(skipped)
-    assert await db.fetchval(status, order.id) == "PENDING"
-    assert await count(db, "SELECT count(*) FROM inbox WHERE event_id = $1", message.event_id) == 1
+
+async def place_and_send(
+    db: asyncpg.Connection, settings: Settings, count: int, item: str
+) -> list[Order]:
+    placed = [await insert_order(db, settings, item=item, quantity=1 + n % 3) for n in range(count)]
+    await produce(settings, [Raw.of(m) for _, m in placed])
+    return [order for order, _ in placed]
+
+
+async def settled(db: asyncpg.Connection, orders: list[Order]) -> bool:
+    pending = await db.fetchval(
+        "SELECT count(*) FROM orders WHERE status = 'PENDING' AND id = ANY($1::uuid[])",
+        [o.id for o in orders],
+    )
+    return int(pending) == 0
+
+
+def log_events(service: Service, event: str) -> list[dict[str, Any]]:
+    lines = (orjson.loads(line) for line in service.output().splitlines() if line.startswith("{"))
+    return [line for line in lines if line.get("event") == event]
 
 
 async def test_two_workers_sharing_the_group_through_a_rebalance_apply_each_event_once(
-    settings: Settings, db: asyncpg.Connection
+    settings: Settings, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
-    first = await insert_orders(db, settings, 30)
+    """G5 + G9 through a rebalance with a batch in flight, two worker processes (each its own
+    /metrics, so each member's counts are its own).
+
+    Worker 1 settles 20 orders, then is held in the middle of its next batch (its transaction
+    waits for the stock row, locked by the test) while worker 2 joins. Once worker 1 has seen
+    the rebalance (aiokafka's "Heartbeat failed ... because it is rebalancing") the lock is
+    released: the revocation must have waited for the batch, which commits before its
+    partitions move — worker 1 logs the revocation only after the release, and no member reads
+    an applied record again (duplicates 0 on both). Then 20 more orders are shared by both.
+    Both members applied events, their applied counts add up to the 60 events, every order has
+    one status-event row, and the reserved units are exactly the confirmed orders' units.
+
+    Seen failing on a broken variant of `messaging.rebalance.HandBack` (restored afterwards):
+    the revocation does not wait for the batch in flight — worker 1 logged it 1.1 s before the
+    release (2 runs of 2). Not seen failing: the effect counts, since even then no applied
+    record was read again in those runs (duplicates 0), so a broken inbox had nothing to
+    mis-apply here; the redelivery and SIGKILL tests above carry that.
+    """
+    await set_stock(db, "widget", 50)
     await ensure_topics(settings)
-    await produce(settings, [Raw.of(m) for _, m in first])
-    processed = metric("worker_events_processed_total")
+    held_env = {
+        "LOG_LEVEL": "INFO",  # the revocation's log line, with its time
+        "DB_STATEMENT_TIMEOUT_MS": "60000",  # held by the lock, not timed out
+        "SHUTDOWN_TIMEOUT_S": "30",  # a revocation waits up to this long for the batch
+    }
+    with running_stack(settings, tmp_path) as stack:
+        one = await asyncio.to_thread(lambda: stack.start("worker", **held_env))
+        first = await place_and_send(db, settings, 20, "widget")
+        await eventually(lambda: settled(db, first), timeout_s=30)
 
-    async with Background(run_worker, settings):
+        blocker = await asyncpg.connect(settings.asyncpg_dsn)
+        hold = blocker.transaction()
+        await hold.start()
+        try:
+            await blocker.execute("SELECT 1 FROM stock WHERE item = 'widget' FOR UPDATE")
+            second = await place_and_send(db, settings, 20, "widget")
 
-        async def some_confirmed() -> bool:
-            return await count(db, "SELECT count(*) FROM orders WHERE status = 'CONFIRMED'") > 0
-
-        await eventually(some_confirmed)
-        async with Background(run_worker, settings):  # joins: the group rebalances
-            second = await insert_orders(db, settings, 30)
-            await produce(settings, [Raw.of(m) for _, m in second])
-
-            async def all_confirmed() -> bool:
-                return (
-                    await count(db, "SELECT count(*) FROM orders WHERE status = 'CONFIRMED'") == 60
+            async def mid_batch() -> bool:
+                waiting = await db.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
                 )
+                return int(waiting) > 0
 
-            await eventually(all_confirmed, timeout_s=25)
-    assert await count(db, "SELECT count(*) FROM inbox") == 60
-    assert metric("worker_events_processed_total") - processed == 60
+            await eventually(mid_batch)
+            # Not waited for: its start-up completes with its first assignment, after the hold.
+            two = stack.start("worker", wait=False, **held_env)
+
+            async def rebalancing() -> bool:
+                return "because it is rebalancing" in one.output()
+
+            await eventually(rebalancing, timeout_s=30)
+            await asyncio.sleep(1)  # a revocation that does not wait would happen meanwhile
+            assert not await settled(db, second)  # still in flight
+            released = datetime.now(UTC)
+        finally:
+            await hold.rollback()
+            await blocker.close()
+        await eventually(lambda: settled(db, second), timeout_s=30)
+        await asyncio.to_thread(wait_ok, f"{two.url}/readyz", 30.0, two.process)
+
+        async def both_assigned() -> bool:
+            counts = [
+                await asyncio.to_thread(sample, w.url, "worker_rebalances_total", change="assigned")
+                for w in (one, two)
+            ]
+            return counts[0] >= 2 and counts[1] >= 1
+
+        await eventually(both_assigned, timeout_s=30)
+        third = await place_and_send(db, settings, 20, "widget")
+        await eventually(lambda: settled(db, third), timeout_s=30)
+        counts = {
+            name: [await asyncio.to_thread(sample, w.url, name) for w in (one, two)]
+            for name in ("worker_events_processed_total", "worker_events_duplicate_total")
+        }
+        revoked = [
+            datetime.fromisoformat(e["timestamp"])
+            for e in log_events(one, "worker_partitions_revoked")
+            if e["partitions"]
+        ]
+
+    assert revoked and min(revoked) >= released, (released, revoked)
+    processed = counts["worker_events_processed_total"]
+    assert all(n > 0 for n in processed), counts  # both members applied events
+    assert sum(processed) == 60, counts
+    assert counts["worker_events_duplicate_total"] == [0, 0], counts
+    after = await effects(db, settings, "widget")
+    assert after.inbox_rows == 60
+    assert all(status != "PENDING" for status, _ in after.orders.values())
+    after.assert_applied_once(stock_set=50)
+
+
+def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "ENVIRONMENT": "test",
+        "POSTGRES_DSN": settings.postgres_dsn,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "KAFKA_ORDER_TOPIC": settings.kafka_order_topic,
+        "KAFKA_STATUS_TOPIC": settings.kafka_status_topic,
+        "KAFKA_CONSUMER_GROUP": settings.kafka_consumer_group,
+        "KAFKA_ENABLE_IDEMPOTENCE": "false",
+        "LOG_LEVEL": "WARNING",
+        **extra,
+    }
 
 
 KILL_SCRIPT = """
 import asyncio, os, signal
 from order_service.config import Settings
+from order_service.domain.order import Order
 from order_service.messaging import worker
 
 async def die_before_commit(self, batch, stop):
@@ -166,29 +301,44 @@ asyncio.run(worker.run_worker(Settings(), stop=asyncio.Event()))
 async def test_a_worker_killed_between_its_transaction_and_its_offset_commit_has_no_second_effect(
     settings: Settings, db: asyncpg.Connection, tmp_path: Path
 ) -> None:
-    placed = await insert_orders(db, settings, 10)
+    """G5 + G9 across SIGKILL: ten orders of a stock-managed item (55 units asked, 40 there),
+    a worker process reading batches of 4, killed right after its first transaction committed
+    and before its offset commit. Nothing was committed, so the next worker reads every record
+    again: raw counts show the redelivery (each event applied before the kill comes back as a
+    duplicate, the other events are applied), and nothing moves twice — one status-event row
+    per order naming its status, reserved units equal to the confirmed orders' units, and the
+    orders settled before the kill untouched (status and `updated_at` as they were).
+
+    Seen failing on broken variants (restored afterwards):
+    - inbox check dropped (`... AS fresh` replaced by `true AS fresh` in order_settlement):
+      the status guard (only PENDING orders are decided) still hides it from the tables, but
+      not from the raw counts — 0 duplicates where 4 events came back;
+    - every delivery applied as new (that, and the order read as PENDING): an order settled
+      before the kill was decided again — a second status-event row (`order.confirmed` twice,
+      its units reserved twice, or `order.confirmed` then `order.rejected`);
+    - offsets committed before the effect (`_commit` before `_apply_all` in `Worker.handle`):
+      the process died at that commit with nothing applied (`0 < applied` failed).
+    """
+    await set_stock(db, "widget", 40)
+    placed = [await insert_order(db, settings, item="widget", quantity=q) for q in range(1, 11)]
     await ensure_topics(settings)
     await produce(settings, [Raw.of(m) for _, m in placed])
-    env = {
-        **os.environ,
-        "ENVIRONMENT": "test",
-        "POSTGRES_DSN": settings.postgres_dsn,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "KAFKA_ORDER_TOPIC": settings.kafka_order_topic,
-        "KAFKA_STATUS_TOPIC": settings.kafka_status_topic,
-        "KAFKA_CONSUMER_GROUP": settings.kafka_consumer_group,
-        "KAFKA_ENABLE_IDEMPOTENCE": "false",
-        "LOG_LEVEL": "WARNING",
-    }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", KILL_SCRIPT, env=env, cwd=tmp_path
+        sys.executable,
+        "-c",
+        KILL_SCRIPT,
+        env=worker_env(settings, WORKER_BATCH_SIZE="4"),  # dies with 6 events not yet read
+        cwd=tmp_path,
     )
     async with asyncio.timeout(30):
         assert await process.wait() == -signal.SIGKILL
-    applied = await count(db, "SELECT count(*) FROM inbox")
-    assert applied > 0
+    killed = await effects(db, settings, "widget")
+    applied = killed.inbox_rows
+    assert 0 < applied <= 4
     assert set((await committed_offsets(settings)).values()) <= {None, -1}
-    stamps = dict(await db.fetch("SELECT id, updated_at FROM orders WHERE status = 'CONFIRMED'"))
+    settled = {i: s for i, s in killed.orders.items() if s[0] != "PENDING"}
+    assert len(settled) == applied
+    killed.assert_applied_once(stock_set=40)
 
     # Nothing was committed, so any member of the group starts over from the beginning; a fresh
     # group does the same without waiting for Tansu to expire the killed member's session.
@@ -198,19 +348,16 @@ async def test_a_worker_killed_between_its_transaction_and_its_offset_commit_has
         update={"kafka_consumer_group": f"{settings.kafka_consumer_group}-2"}
     )
     async with Background(run_worker, again):
-
-        async def all_confirmed() -> bool:
-            return await count(db, "SELECT count(*) FROM orders WHERE status = 'CONFIRMED'") == 10
-
-        await eventually(all_confirmed)
         await eventually(lambda: _caught_up(again, 10))
-    assert await count(db, "SELECT count(*) FROM inbox") == 10
-    assert metric("worker_events_processed_total") - processed == 10 - applied
+
+    after = await effects(db, settings, "widget")
+    assert all(status != "PENDING" for status, _ in after.orders.values())
+    after.assert_applied_once(stock_set=40)
+    assert {i: after.orders[i] for i in settled} == settled
+    assert after.inbox_rows == 10
+    # The redelivery really happened: every event applied before the kill came back.
     assert metric("worker_events_duplicate_total") - duplicates == applied
-    for order_id, updated_at in stamps.items():
-        assert (
-            await db.fetchval("SELECT updated_at FROM orders WHERE id = $1", order_id) == updated_at
-        )
+    assert metric("worker_events_processed_total") - processed == 10 - applied
 
 
 async def _caught_up(settings: Settings, total: int) -> bool:
