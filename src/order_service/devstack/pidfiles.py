@@ -21,7 +21,7 @@ class ProcessRecord:
     name: str
     pid: int
     started: float  # psutil's create_time(): seconds since the epoch, clock-tick resolution
-    cmdline: list[str]
+    cmdline: list[str]  # for people reading the file: may be the parent's, read before exec
     stop_signal: int  # the signal that makes this process stop cleanly
 
     def process(self) -> psutil.Process | None:

@@ -26,11 +26,11 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from order_service.config import Settings
 from order_service.messaging.dlq import DeadLetter, header, send_dead_letters
-from order_service.messaging.event_codec import OrderCreatedEvent, Poison, Skip, decode
 from order_service.messaging.kafka_client import is_retriable
 from order_service.messaging.kafka_tracing import TraceOf, process_spans
 from order_service.messaging.lag import record_lag
 from order_service.messaging.lifecycle import wait_any
+from order_service.messaging.record_triage import Valid, triage
 from order_service.messaging.worker_effects import OrderEffects, account
 from order_service.observability.logging import get_logger
 from order_service.observability.metrics import (
@@ -38,7 +38,6 @@ from order_service.observability.metrics import (
     EVENTS_DUPLICATE,
     EVENTS_FAILED,
     EVENTS_PROCESSED,
-    EVENTS_SKIPPED,
 )
 from order_service.persistence.database import forget_connections_after, is_transient
 from order_service.persistence.order_settlement import Applied, Outcome
@@ -49,7 +48,6 @@ POLL_TIMEOUT_MS = 500
 log = get_logger(__name__)
 
 Batch = dict[TopicPartition, list[ConsumerRecord]]
-Valid = dict[UUID, tuple[ConsumerRecord, OrderCreatedEvent]]
 
 
 class Abandoned(Exception):
@@ -126,7 +124,8 @@ class Worker:
 
     async def handle(self, batch: Batch, stop: asyncio.Event) -> None:
         records = [r for rs in batch.values() for r in rs]
-        valid, dead, duplicates = self._triage(records)
+        sorted_out = triage(records)
+        valid, dead, duplicates = sorted_out.valid, sorted_out.dead, sorted_out.duplicates
         with process_spans(records, self._settings.kafka_consumer_group) as trace_of:
             results = await self._apply_all(valid, dead, trace_of, stop)
             for event_id, applied in results.items():
@@ -142,35 +141,6 @@ class Worker:
             )
             await self._commit(batch, stop)
         self._account(results, duplicates, dead, batch, valid)
-
-    def _triage(self, records: list[ConsumerRecord]) -> tuple[Valid, list[DeadLetter], int]:
-        valid: Valid = {}
-        dead: list[DeadLetter] = []
-        duplicates = 0
-        for record in records:
-            try:
-                event = decode(record.value, record.headers)
-            except Poison as poison:
-                dead.append(DeadLetter(record, poison.reason, poison.detail, 1))
-                continue
-            except Skip as skip:
-                EVENTS_SKIPPED.labels(reason=skip.reason).inc()
-                log.info(
-                    "worker_event_skipped",
-                    reason=skip.reason,
-                    detail=skip.detail,
-                    partition=record.partition,
-                    offset=record.offset,
-                )
-                continue
-            except Exception as exc:  # whatever the bytes, the record is poison, not a crash
-                dead.append(DeadLetter(record, "undecodable", repr(exc), 1))
-                continue
-            if event.event_id in valid:
-                duplicates += 1  # the same event twice in one batch: applied once below
-            else:
-                valid[event.event_id] = (record, event)
-        return valid, dead, duplicates
 
     async def _apply_all(
         self, valid: Valid, dead: list[DeadLetter], trace_of: TraceOf, stop: asyncio.Event

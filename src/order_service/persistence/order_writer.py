@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from enum import Enum
 
 import asyncpg
 from opentelemetry import trace
@@ -49,6 +46,13 @@ from order_service.persistence.order_batch import (
     insert_batch,
     stored_responses,
 )
+from order_service.persistence.write_queue import (
+    Pending,
+    State,
+    WriteOutcome,
+    WriteQueue,
+    unclaimed,
+)
 
 __all__ = ["IdempotencyClaim", "OrderWriter", "StoredResponse", "WriteOutcome", "WriteRequest"]
 
@@ -56,40 +60,6 @@ log = get_logger(__name__)
 
 # A request whose deadline is this close is not sent: its answer could not arrive in time.
 SEND_MARGIN_S = 0.05
-
-
-@dataclass(frozen=True, slots=True)
-class WriteOutcome:
-    """Either this request's order was committed, or an earlier one owns its key."""
-
-    created: bool
-    earlier: StoredResponse | None = None
-
-
-class _State(Enum):
-    QUEUED = "queued"  # waiting for a flush
-    TAKEN = "taken"  # in a batch that waits for a connection: still not sent
-    SENT = "sent"  # its statement went to the database: only the answer tells the outcome
-    ABANDONED = "abandoned"  # answered NotWritten: never to be sent
-
-
-@dataclass(eq=False, slots=True)
-class _Pending:
-    request: WriteRequest
-    deadline: float
-    span: trace.SpanContext
-    future: asyncio.Future[WriteOutcome] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future()
-    )
-    state: _State = _State.QUEUED
-
-    def settle(self, outcome: WriteOutcome | BaseException) -> None:
-        if self.future.done():
-            return
-        if isinstance(outcome, BaseException):
-            self.future.set_exception(outcome)
-        else:
-            self.future.set_result(outcome)
 
 
 class OrderWriter:
@@ -107,45 +77,40 @@ class OrderWriter:
         self._acquire_timeout_s = acquire_timeout_s
         self._statement_timeout_s = statement_timeout_s
         self._max_batch = max_batch
-        self._max_queue = max_queue
         self._slots = max(1, max_concurrent_flushes)
         self._active = 0
-        self._queue: deque[_Pending] = deque()
-        self._queued = 0  # entries of _queue still QUEUED (abandoned ones are dropped lazily)
+        self._queue = WriteQueue(max_queue)
         self._flushers: set[asyncio.Task[None]] = set()  # strong refs: tasks are weakly held
-        WRITE_QUEUE_DEPTH.set_function(lambda: self._queued)
+        WRITE_QUEUE_DEPTH.set_function(lambda: self._queue.queued)
 
     async def write(self, request: WriteRequest, *, deadline: float) -> WriteOutcome:
         """Commit `request` before `deadline` (event-loop time), or say truthfully it did not."""
-        if self._queued >= self._max_queue:
+        if self._queue.full:
             WRITES_REFUSED.labels(reason="queue_full").inc()
             raise NotWritten("too many writes are waiting for the database; retry shortly")
-        entry = _Pending(request, deadline, trace.get_current_span().get_span_context())
+        entry = Pending(request, deadline, trace.get_current_span().get_span_context())
         self._enqueue(entry)
         try:
             # shield: a caller that times out must not cancel a commit that others share.
             async with asyncio.timeout_at(deadline):
                 return await asyncio.shield(entry.future)
         except asyncio.CancelledError:
-            entry.future.add_done_callback(_unclaimed)  # the client left; it may settle later
+            entry.future.add_done_callback(unclaimed)  # the client left; it may settle later
             raise
         except TimeoutError:
-            entry.future.add_done_callback(_unclaimed)
+            entry.future.add_done_callback(unclaimed)
             if entry.future.done():
                 return entry.future.result()
-            if entry.state is _State.SENT:
+            if entry.state is State.SENT:
                 raise OutcomeUnknown(
                     "the database did not answer the commit in time", request.order.id
                 ) from None
-            self._abandon(entry)
+            self._queue.abandon(entry)
             WRITES_REFUSED.labels(reason="deadline").inc()
             raise NotWritten("the database did not take the write in time") from None
 
-    def _enqueue(self, entry: _Pending) -> None:
+    def _enqueue(self, entry: Pending) -> None:
         self._queue.append(entry)
-        self._queued += 1
-        if len(self._queue) > 2 * self._max_queue:  # many abandoned entries: compact
-            self._queue = deque(e for e in self._queue if e.state is _State.QUEUED)
         if self._active < self._slots:
             self._active += 1
             # A fresh context: the shared flush belongs to no single request's trace.
@@ -153,30 +118,14 @@ class OrderWriter:
             self._flushers.add(task)
             task.add_done_callback(self._flushers.discard)
 
-    def _abandon(self, entry: _Pending) -> None:
-        if entry.state is _State.QUEUED:
-            self._queued -= 1
-        entry.state = _State.ABANDONED
-
     async def _flush_while_pending(self) -> None:
         try:
-            while batch := self._take_batch():
+            while batch := self._queue.take(self._max_batch):
                 await self._flush(batch)
         finally:
             self._active -= 1
 
-    def _take_batch(self) -> list[_Pending]:
-        batch: list[_Pending] = []
-        while self._queue and len(batch) < self._max_batch:
-            entry = self._queue.popleft()
-            if entry.state is not _State.QUEUED:
-                continue
-            self._queued -= 1
-            entry.state = _State.TAKEN
-            batch.append(entry)
-        return batch
-
-    async def _flush(self, batch: list[_Pending]) -> None:
+    async def _flush(self, batch: list[Pending]) -> None:
         links = [trace.Link(e.span) for e in batch if e.span.is_valid]
         with tracer().start_as_current_span("orders group commit", links=links) as span:
             span.set_attribute("db.system.name", "postgresql")
@@ -188,7 +137,7 @@ class OrderWriter:
                     entry.settle(exc)
                 raise
 
-    async def _write(self, batch: list[_Pending]) -> None:
+    async def _write(self, batch: list[Pending]) -> None:
         loop = asyncio.get_running_loop()
         latest = max(e.deadline for e in batch)
         try:
@@ -206,12 +155,12 @@ class OrderWriter:
         finally:
             await self._pool.release(conn)
 
-    async def _send(self, conn: asyncpg.Connection, batch: list[_Pending]) -> None:
+    async def _send(self, conn: asyncpg.Connection, batch: list[Pending]) -> None:
         live = self._still_sendable(batch)
         if not live:
             return
         for entry in live:
-            entry.state = _State.SENT
+            entry.state = State.SENT
         requests = [e.request for e in live]
         try:
             created = await insert_batch(conn, requests, timeout_s=self._statement_timeout_s)
@@ -227,7 +176,7 @@ class OrderWriter:
             elif len(live) > 1:
                 # One bad row must not fail its neighbours: send each on its own.
                 for entry in live:
-                    entry.state = _State.TAKEN
+                    entry.state = State.TAKEN
                     await self._send(conn, [entry])
             else:
                 # Refused by the database (a constraint, a trigger): rolled back, so still a
@@ -255,7 +204,7 @@ class OrderWriter:
             await self._answer_duplicates(conn, refused)
 
     async def _lost(
-        self, conn: asyncpg.Connection, sent: list[_Pending], exc: BaseException
+        self, conn: asyncpg.Connection, sent: list[Pending], exc: BaseException
     ) -> None:
         """Sent, answer lost: it may have committed. Never call that "not written"."""
         DB_UNAVAILABLE.labels(op="write").inc()
@@ -268,23 +217,23 @@ class OrderWriter:
                 )
             )
 
-    def _still_sendable(self, batch: Sequence[_Pending]) -> list[_Pending]:
+    def _still_sendable(self, batch: Sequence[Pending]) -> list[Pending]:
         """Drop entries whose callers gave up while the batch waited for a connection, and
         those too close to their deadline for an answer to arrive: they are NotWritten."""
         cutoff = asyncio.get_running_loop().time() + SEND_MARGIN_S
         live = []
         for entry in batch:
-            if entry.state is _State.ABANDONED or entry.future.done():
+            if entry.state is State.ABANDONED or entry.future.done():
                 continue
             if entry.deadline <= cutoff:
-                entry.state = _State.ABANDONED
+                entry.state = State.ABANDONED
                 WRITES_REFUSED.labels(reason="deadline").inc()
                 entry.settle(NotWritten("the database did not take the write in time"))
                 continue
             live.append(entry)
         return live
 
-    async def _answer_duplicates(self, conn: asyncpg.Connection, refused: list[_Pending]) -> None:
+    async def _answer_duplicates(self, conn: asyncpg.Connection, refused: list[Pending]) -> None:
         """Keys already taken by an earlier request: replay its stored response."""
         claims: list[IdempotencyClaim] = [e.request.claim for e in refused if e.request.claim]
         try:
@@ -305,13 +254,7 @@ class OrderWriter:
             else:
                 entry.settle(WriteOutcome(created=False, earlier=earlier))
 
-    def _refuse(self, entries: Sequence[_Pending], why: str) -> None:
+    def _refuse(self, entries: Sequence[Pending], why: str) -> None:
         for entry in entries:
-            entry.state = _State.ABANDONED
+            entry.state = State.ABANDONED
             entry.settle(NotWritten(why))
-
-
-def _unclaimed(future: asyncio.Future[WriteOutcome]) -> None:
-    """Settled after its caller stopped waiting: read it, so asyncio does not log it."""
-    if not future.cancelled():
-        future.exception()
