@@ -58,7 +58,10 @@ class Settings(BaseSettings):
 
     relay_batch_size: int = Field(default=500, ge=1)
     relay_poll_interval_s: float = Field(default=1.0, gt=0)
-    relay_lanes: int = Field(default=16, ge=1)
+    # Lanes one claim may lock (of 64): all of them, so one relay drains every key's events in
+    # one batch (make bench: accepted -> CONFIRMED p99 ~200 ms instead of ~360-530 ms with 16);
+    # with several relays the try-locks share the lanes between them.
+    relay_lanes: int = Field(default=64, ge=1, le=64)
     # A publish (metadata, queueing, every ack) that takes longer fails: its rows roll back and
     # the producer is replaced. Must stay below the claim's idle-in-transaction timeout.
     relay_publish_timeout_s: float = Field(default=10.0, gt=0)
