@@ -133,4 +133,5 @@ async def test_slow_bodies_and_thousands_of_connections_leave_the_api_serving_in
         writer.close()
     assert api.process.poll() is None
     print(f"\n[connections] rss {baseline:.0f} MB → {peak:.0f} MB with {CONNECTIONS}")
-    assert peak - baseline < 200, (baseline, peak)
+    # Measured: about 12 MB for 2,000 held connections; the bound leaves room for noise.
+    assert peak - baseline < 50, (baseline, peak)

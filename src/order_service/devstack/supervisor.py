@@ -242,6 +242,10 @@ Try it:
     -H "Content-Type: application/json" \\
     -d '{{"item": "book", "quantity": 2}}'
 
+The lifecycle: PUT /stock/{{item}} {{"available": N}} makes an item stock-managed (orders of
+it are confirmed while units last, then REJECTED out_of_stock); POST /orders/{{id}}/cancel;
+status events on orders.status. `order-service doctor` checks the whole stack.
+
 Traces: run an OpenTelemetry Collector (deploy/otel/otel-collector-config.yaml) and start
 with OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 to export spans.
 Ctrl-C stops everything.
