@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -131,6 +132,17 @@ async def database(infra: Infra) -> AsyncIterator[str]:
     name = await create_database(infra)
     yield name
     await drop_database(infra, name)
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[EmbeddedPostgres]:
+    """A migrated PostgreSQL of this test's own, to stop and freeze without disturbing others."""
+    pg = EmbeddedPostgres(Path(tempfile.mkdtemp()) / "pg", port=free_port(), fast_unsafe=True)
+    pg.start()
+    upgrade_to_head(pg.dsn())
+    yield pg
+    pg.signal(signal.SIGCONT)
+    pg.destroy()
 
 
 @pytest.fixture

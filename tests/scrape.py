@@ -6,6 +6,7 @@ which member did what (published, applied, rebalanced) instead of reading one su
 
 from __future__ import annotations
 
+import urllib.error
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -27,3 +28,19 @@ def scrape(
 def sample(base_url: str, name: str, **labels: str) -> float:
     """One sample's value, 0 when the process has not created it (a counter never incremented)."""
     return scrape(base_url).get((name, frozenset(labels.items())), 0.0)
+
+
+def total(base_url: str, name: str) -> float:
+    """A metric's samples summed over every label set (0 when none exists yet)."""
+    return sum(value for (sample_name, _), value in scrape(base_url).items() if sample_name == name)
+
+
+def ready_status(base_url: str) -> int:
+    """The HTTP status of `base_url`/readyz; 0 when nothing answers (refused, timed out)."""
+    try:
+        with urllib.request.urlopen(f"{base_url}/readyz", timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0

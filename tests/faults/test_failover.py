@@ -23,24 +23,15 @@ import asyncpg
 
 from order_service.config import Settings
 from tests.conftest import Infra, make_settings
-from tests.e2e.processes import Service, running_stack
+from tests.e2e.processes import running_stack
 from tests.faults.conftest import FAST_FAILURE_ENV
 from tests.faults.stream import OrderStream
 from tests.faults.verdicts import assert_books_balance, assert_events_on_the_topics, settled_within
 from tests.netfault.failover import FailoverPair
+from tests.scrape import total
 
 ENV = {**FAST_FAILURE_ENV, "RELAY_PUBLISH_TIMEOUT_S": "2"}
 BACK_WITHIN_S = 30.0
-
-
-def metric(service: Service, name: str) -> float:
-    with urllib.request.urlopen(f"{service.url}/metrics", timeout=2) as response:
-        text = response.read().decode()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith((name + " ", name + "{"))
-    )
 
 
 def failover_settings(infra: Infra, pair: FailoverPair) -> Settings:
@@ -96,7 +87,7 @@ async def test_a_failover_under_load_is_followed_by_api_relay_and_worker_without
             )
         finally:
             await db.close()
-        dead = metric(worker, "worker_events_dead_lettered_total")
+        dead = total(worker.url, "worker_events_dead_lettered_total")
         assert dead == 0, f"{dead} events dead-lettered during the failover"
         for service in (api, relay, worker):
             with urllib.request.urlopen(f"{service.url}/readyz", timeout=2) as response:

@@ -12,7 +12,6 @@ after them is applied: the partition moves on and its offset is committed past t
 from __future__ import annotations
 
 import asyncio
-import urllib.request
 
 import asyncpg
 import orjson
@@ -20,21 +19,12 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 
 from order_service.config import Settings
 from order_service.messaging.kafka_client import client_options, create_consumer, ensure_topics
-from tests.e2e.processes import Service, Stack
+from tests.e2e.processes import Stack
 from tests.factories import insert_order, order_created
 from tests.kafka_reader import wait_for_records
+from tests.scrape import sample, total
 
 BIG = 1_200_000  # over aiokafka's default max_request_size (1 MiB): the DLQ copy cannot fit
-
-
-def worker_metric(worker: Service, name: str, **labels: str) -> float:
-    with urllib.request.urlopen(f"{worker.url}/metrics", timeout=2) as response:
-        text = response.read().decode()
-    wanted = ",".join(f'{k}="{v}"' for k, v in labels.items())
-    for line in text.splitlines():
-        if line.startswith(f"{name}{{{wanted}}}") or (not labels and line.startswith(name + " ")):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 async def produce_raw(
@@ -118,9 +108,9 @@ async def test_no_record_crashes_the_worker_and_the_partition_moves_on(
         assert by_offset[offset].value == b""
     assert by_offset[3].headers["dlq.original.value_bytes"] == str(BIG)
     assert by_offset[4].value == template.payload  # whole where it fits
-    assert worker_metric(worker, "worker_events_skipped_total", reason="unknown_type") == 1
-    assert worker_metric(worker, "worker_events_skipped_total", reason="unsupported_version") == 1
-    assert worker_metric(worker, "worker_dead_letters_trimmed_total") >= 1
+    assert sample(worker.url, "worker_events_skipped_total", reason="unknown_type") == 1
+    assert sample(worker.url, "worker_events_skipped_total", reason="unsupported_version") == 1
+    assert total(worker.url, "worker_dead_letters_trimmed_total") >= 1
 
     consumer = create_consumer(settings)
     await consumer.start()

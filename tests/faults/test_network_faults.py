@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.error
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -29,6 +28,7 @@ from tests.faults.probing import probe_through
 from tests.faults.stream import OrderStream
 from tests.faults.verdicts import assert_books_balance, assert_events_on_the_topics, settled_within
 from tests.netfault.fixtures import NetInfra
+from tests.scrape import ready_status, sample
 
 REQUEST_TIMEOUT_S = float(FAST_FAILURE_ENV["REQUEST_TIMEOUT_S"])
 ENV = {**FAST_FAILURE_ENV, "RELAY_PUBLISH_TIMEOUT_S": "2"}
@@ -37,26 +37,7 @@ POSTGRES_PORT = 5432
 
 
 def readyz(service: Service) -> int:
-    try:
-        with urllib.request.urlopen(f"{service.url}/readyz", timeout=2) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return 0
-
-
-def metric(service: Service, name: str) -> float:
-    """Sum of a metric's samples on the service's /metrics (all label sets)."""
-    with urllib.request.urlopen(f"{service.url}/metrics", timeout=2) as response:
-        text = response.read().decode()
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name) and not line.startswith("#"):
-            head = line.split(" ", 1)[0]
-            if head == name or head.startswith(name + "{"):
-                total += float(line.rsplit(" ", 1)[1])
-    return total
+    return ready_status(service.url)
 
 
 def histogram(service: Service, name: str, selector: str) -> dict[str, float]:
@@ -138,7 +119,7 @@ async def test_the_api_stays_ready_and_takes_orders_while_the_broker_is_refused_
                 )
         finally:
             await books.aclose()
-        assert metric(relay, "relay_producer_recreated_total") >= 1
+        assert sample(relay.url, "relay_producer_recreated_total", reason="timeout") >= 1
         assert all(s.process.poll() is None for s in (api, relay, worker))
     db = await asyncpg.connect(net.settings.asyncpg_dsn)
     try:

@@ -20,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-import urllib.error
-import urllib.request
 
 import asyncpg
 import httpx
@@ -34,6 +32,7 @@ from tests.faults.verdicts import (
     assert_events_on_the_topics,
     settled_within,
 )
+from tests.scrape import ready_status
 
 RATE = 60.0
 HOT_STOCK = 40
@@ -41,13 +40,7 @@ REQUEST_TIMEOUT_S = float(FAST_FAILURE_ENV["REQUEST_TIMEOUT_S"])
 
 
 def readyz(service: Service) -> int:
-    try:
-        with urllib.request.urlopen(f"{service.url}/readyz", timeout=2) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return 0
+    return ready_status(service.url)
 
 
 STOCK_SEEN = {"min": HOT_STOCK}

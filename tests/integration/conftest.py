@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 
 import httpx
@@ -10,6 +11,7 @@ from fastapi import FastAPI
 
 from order_service.api.app import create_app
 from order_service.config import Settings
+from tests.jwt_helpers import AUDIENCE, ISSUER
 
 
 @pytest.fixture
@@ -23,4 +25,25 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@contextlib.asynccontextmanager
+async def secured_client(settings: Settings, jwks_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The real app in-process with auth on, trusting the test issuer's keys at `jwks_url`."""
+    secured = settings.model_copy(
+        update={
+            "auth_enabled": True,
+            "auth_issuer": ISSUER,
+            "auth_audience": AUDIENCE,
+            "auth_jwks_url": jwks_url,
+        }
+    )
+    application = create_app(secured)
+    async with (
+        application.router.lifespan_context(application),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=application), base_url="http://t"
+        ) as http,
+    ):
         yield http

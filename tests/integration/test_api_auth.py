@@ -8,9 +8,9 @@ import asyncpg
 import httpx
 import pytest
 
-from order_service.api.app import create_app
 from order_service.config import Settings
-from tests.jwt_helpers import AUDIENCE, ISSUER, JwksServer, SigningKey, claims, make_key, mint
+from tests.integration.conftest import secured_client
+from tests.jwt_helpers import JwksServer, SigningKey, claims, make_key, mint
 
 BODY = {"item": "book", "quantity": 1}
 
@@ -30,19 +30,7 @@ async def auth_client(
     settings: Settings, signing_key: tuple[SigningKey, JwksServer]
 ) -> AsyncIterator[httpx.AsyncClient]:
     _, server = signing_key
-    secured = settings.model_copy(
-        update={
-            "auth_enabled": True,
-            "auth_issuer": ISSUER,
-            "auth_audience": AUDIENCE,
-            "auth_jwks_url": server.url,
-        }
-    )
-    app = create_app(secured)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
-    ):
+    async with secured_client(settings, server.url) as client:
         yield client
 
 

@@ -4,34 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
 import pytest
 
 from order_service.api.app import create_app
-from order_service.devstack.ports import free_port
 from order_service.devstack.postgres import EmbeddedPostgres
-from order_service.persistence.migrate import upgrade_to_head
 from tests.conftest import Infra, make_settings
 
 BODY = {"item": "book", "quantity": 1}
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[EmbeddedPostgres]:
-    """A PostgreSQL this test may stop and freeze without disturbing the others."""
-    pg = EmbeddedPostgres(Path(tempfile.mkdtemp()) / "pg", port=free_port(), fast_unsafe=True)
-    pg.start()
-    upgrade_to_head(pg.dsn())
-    yield pg
-    pg.signal(signal.SIGCONT)
-    pg.destroy()
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ import asyncpg
 import httpx
 import pytest
 
-from order_service.api.app import create_app
 from order_service.config import Settings
-from tests.jwt_helpers import AUDIENCE, ISSUER, JwksServer, SigningKey, claims, make_key, mint
+from tests.integration.conftest import secured_client
+from tests.jwt_helpers import JwksServer, SigningKey, claims, make_key, mint
 
 pytestmark = pytest.mark.integration
 
@@ -26,21 +26,9 @@ async def key_and_client(settings: Settings) -> AsyncIterator[tuple[SigningKey, 
     server = JwksServer()
     await server.start()
     server.publish(key)
-    secured = settings.model_copy(
-        update={
-            "auth_enabled": True,
-            "auth_issuer": ISSUER,
-            "auth_audience": AUDIENCE,
-            "auth_jwks_url": server.url,
-        }
-    )
-    app = create_app(secured)
     try:
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
-        ):
-            yield key, c
+        async with secured_client(settings, server.url) as client:
+            yield key, client
     finally:
         await server.stop()
 

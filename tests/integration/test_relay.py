@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from collections import Counter, defaultdict
@@ -23,7 +22,7 @@ from order_service.messaging.relay import Relay, run_relay
 from order_service.messaging.worker import run_worker
 from order_service.persistence.database import create_pool
 from tests.conftest import Infra, make_settings
-from tests.e2e.processes import running_stack
+from tests.e2e.processes import running_stack, settings_env
 from tests.factories import Background, insert_order, insert_orders, insert_outbox, order_created
 from tests.kafka_reader import Record, read_all
 from tests.scrape import sample
@@ -162,17 +161,8 @@ asyncio.run(relay.run_relay(Settings(), stop=asyncio.Event()))
 
 
 def relay_env(settings: Settings, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "ENVIRONMENT": "test",
-        "POSTGRES_DSN": settings.postgres_dsn,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "KAFKA_ORDER_TOPIC": settings.kafka_order_topic,
-        "KAFKA_STATUS_TOPIC": settings.kafka_status_topic,
-        "KAFKA_ENABLE_IDEMPOTENCE": "false",
-        "LOG_LEVEL": "WARNING",
-        **extra,
-    }
+    """The environment of a kill script's process: the test's Settings (tests/e2e/processes)."""
+    return settings_env(settings, **extra)
 
 
 async def test_a_relay_killed_between_ack_and_mark_loses_nothing(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -21,7 +20,7 @@ from order_service.config import Settings
 from order_service.domain.order import Order
 from order_service.messaging.kafka_client import create_consumer, ensure_topics
 from order_service.messaging.worker import run_worker
-from tests.e2e.processes import Service, running_stack, wait_ok
+from tests.e2e.processes import Service, running_stack, settings_env, wait_ok
 from tests.factories import (
     Background,
     Raw,
@@ -270,18 +269,8 @@ async def test_two_workers_sharing_the_group_through_a_rebalance_apply_each_even
 
 
 def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "ENVIRONMENT": "test",
-        "POSTGRES_DSN": settings.postgres_dsn,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "KAFKA_ORDER_TOPIC": settings.kafka_order_topic,
-        "KAFKA_STATUS_TOPIC": settings.kafka_status_topic,
-        "KAFKA_CONSUMER_GROUP": settings.kafka_consumer_group,
-        "KAFKA_ENABLE_IDEMPOTENCE": "false",
-        "LOG_LEVEL": "WARNING",
-        **extra,
-    }
+    """The environment of a kill script's process: the test's Settings (tests/e2e/processes)."""
+    return settings_env(settings, **extra)
 
 
 KILL_SCRIPT = """

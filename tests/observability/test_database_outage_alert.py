@@ -8,12 +8,9 @@ stops; clients keep ordering and reading as they would.
 
 from __future__ import annotations
 
-import signal
-import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,7 +19,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from order_service.devstack.ports import free_port
 from order_service.devstack.postgres import EmbeddedPostgres
-from order_service.persistence.migrate import upgrade_to_head
 from tests.conftest import Infra, make_settings
 from tests.observability.prometheus_server import DEPLOY, running_prometheus
 from tests.observability.promql import rules
@@ -33,17 +29,6 @@ pytestmark = pytest.mark.e2e
 ALERT = "OrderApiDatabaseUnavailable"
 RULE_FILES = sorted((DEPLOY / "prometheus" / "rules").glob("*.yml"))
 BODY = {"item": "book", "quantity": 1}
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[EmbeddedPostgres]:
-    """A PostgreSQL this test may stop without disturbing the others."""
-    pg = EmbeddedPostgres(Path(tempfile.mkdtemp()) / "pg", port=free_port(), fast_unsafe=True)
-    pg.start()
-    upgrade_to_head(pg.dsn())
-    yield pg
-    pg.signal(signal.SIGCONT)
-    pg.destroy()
 
 
 def db_unavailable(api: str) -> dict[str, float]:

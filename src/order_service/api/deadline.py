@@ -8,9 +8,14 @@ answered within REQUEST_TIMEOUT_S.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from order_service.config import Settings
+from order_service.persistence.database import database_errors_as_unavailable
 
 _KEY = "deadline"
 
@@ -36,3 +41,13 @@ def request_deadline(request: Request, fallback_s: float) -> float:
     """The request's deadline (event-loop time); `fallback_s` from now when none was set."""
     deadline = scope_deadline(request.scope)
     return deadline if deadline is not None else asyncio.get_running_loop().time() + fallback_s
+
+
+@contextlib.asynccontextmanager
+async def database_call(request: Request, settings: Settings, op: str) -> AsyncIterator[None]:
+    """A read or a single statement for `request`: bounded by the request's deadline, an
+    unreachable database (or the deadline) a 503 counted under `op`."""
+    deadline = request_deadline(request, settings.request_timeout_s)
+    with database_errors_as_unavailable(op):
+        async with asyncio.timeout_at(deadline):
+            yield

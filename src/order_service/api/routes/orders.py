@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 from typing import Annotated
@@ -13,13 +12,12 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.responses import Response
 
-from order_service.api.deadline import request_deadline
+from order_service.api.deadline import database_call, request_deadline
 from order_service.api.deps import ContainerDep, IdempotencyKeyHeader, ReaderDep, WriterDep
 from order_service.api.order_replies import order_json, place_and_reply, reply
 from order_service.api.schemas import OrderIn, OrderOut, OrderPage, Problem, SeedOrderOut
 from order_service.domain.order import Order, OrderStatus
 from order_service.observability.metrics import IDEMPOTENT_REPLAYS
-from order_service.persistence.database import database_errors_as_unavailable
 from order_service.persistence.order_queries import get_order, list_orders
 from order_service.service.place_order import IdempotencyContext
 
@@ -98,15 +96,13 @@ async def create_order_seed(
 async def read_order(
     order_id: UUID, request: Request, container: ContainerDep, principal: ReaderDep
 ) -> Response:
-    deadline = request_deadline(request, container.settings.request_timeout_s)
-    with database_errors_as_unavailable("read"):
-        async with asyncio.timeout_at(deadline):
-            order = await get_order(
-                container.pool,
-                order_id,
-                owner=principal.owner_filter,
-                timeout_s=container.settings.db_connect_timeout_s,
-            )
+    async with database_call(request, container.settings, "read"):
+        order = await get_order(
+            container.pool,
+            order_id,
+            owner=principal.owner_filter,
+            timeout_s=container.settings.db_connect_timeout_s,
+        )
     if order is None:
         raise HTTPException(404, f"order {order_id} does not exist")
     return Response(orjson.dumps(order_json(order)), media_type="application/json")
@@ -186,17 +182,15 @@ async def browse_orders(
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
     after = _decode_cursor(cursor) if cursor else None
-    deadline = request_deadline(request, container.settings.request_timeout_s)
-    with database_errors_as_unavailable("list"):
-        async with asyncio.timeout_at(deadline):
-            orders, next_after = await list_orders(
-                container.pool,
-                owner=principal.owner_filter,
-                status=status,
-                after=after,
-                limit=limit,
-                timeout_s=container.settings.db_connect_timeout_s,
-            )
+    async with database_call(request, container.settings, "list"):
+        orders, next_after = await list_orders(
+            container.pool,
+            owner=principal.owner_filter,
+            status=status,
+            after=after,
+            limit=limit,
+            timeout_s=container.settings.db_connect_timeout_s,
+        )
     page = {
         "items": [order_json(o) for o in orders],
         "next_cursor": _encode_cursor(next_after) if next_after else None,

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, HTTPException, Path, Request
 from starlette.responses import Response
 
-from order_service.api.deadline import request_deadline
+from order_service.api.deadline import database_call
 from order_service.api.deps import ContainerDep, ReaderDep, StockWriterDep
 from order_service.api.schemas import Problem, StockIn, StockOut
 from order_service.domain.order import ITEM_MAX_LENGTH
 from order_service.domain.stock import Stock
 from order_service.observability.metrics import STOCK_UPDATES
-from order_service.persistence.database import database_errors_as_unavailable
 from order_service.persistence.stock_queries import get_stock, set_stock
 
 router = APIRouter(tags=["stock"])
@@ -53,15 +51,10 @@ def _json(stock: Stock) -> Response:
 async def put_stock(
     item: Item, body: StockIn, request: Request, container: ContainerDep, _: StockWriterDep
 ) -> Response:
-    deadline = request_deadline(request, container.settings.request_timeout_s)
-    with database_errors_as_unavailable("stock"):
-        async with asyncio.timeout_at(deadline):
-            stock = await set_stock(
-                container.pool,
-                item,
-                body.available,
-                timeout_s=container.settings.db_connect_timeout_s,
-            )
+    async with database_call(request, container.settings, "stock"):
+        stock = await set_stock(
+            container.pool, item, body.available, timeout_s=container.settings.db_connect_timeout_s
+        )
     STOCK_UPDATES.inc()
     return _json(stock)
 
@@ -75,12 +68,10 @@ async def put_stock(
 async def read_stock(
     item: Item, request: Request, container: ContainerDep, _: ReaderDep
 ) -> Response:
-    deadline = request_deadline(request, container.settings.request_timeout_s)
-    with database_errors_as_unavailable("stock"):
-        async with asyncio.timeout_at(deadline):
-            stock = await get_stock(
-                container.pool, item, timeout_s=container.settings.db_connect_timeout_s
-            )
+    async with database_call(request, container.settings, "stock"):
+        stock = await get_stock(
+            container.pool, item, timeout_s=container.settings.db_connect_timeout_s
+        )
     if stock is None:
         raise HTTPException(404, f"item {item!r} is not stock-managed")
     return _json(stock)
