@@ -61,17 +61,20 @@ Render = Callable[[Order], bytes]
 StatusMessage = Callable[[Order], OutboxMessage]
 
 
+@dataclass(frozen=True, slots=True)
+class CancelRequest:
+    order_id: UUID
+    owner: str | None  # None: any order (orders:admin)
+    render: Render  # the reply body for the order after the change
+    status_message: StatusMessage  # the `order.cancelled` outbox message for it
+    now: datetime
+    # (principal, key) and how to make its idempotency record, when a key came with it.
+    idempotency: tuple[str, str] | None = None
+    claim: Callable[[Order, bytes], IdempotencyClaim] | None = None
+
+
 async def cancel_order(
-    conn: asyncpg.Connection,
-    order_id: UUID,
-    *,
-    owner: str | None,
-    claim: Callable[[Order, bytes], IdempotencyClaim] | None,
-    idempotency: tuple[str, str] | None,
-    render: Render,
-    status_message: StatusMessage,
-    now: datetime,
-    on_commit: Callable[[], None],
+    conn: asyncpg.Connection, request: CancelRequest, *, on_commit: Callable[[], None]
 ) -> CancelOutcome:
     """Call outside a transaction; raises InvalidTransition for a REJECTED order.
 
@@ -80,9 +83,7 @@ async def cancel_order(
     """
     try:
         async with conn.transaction():
-            outcome = await _cancel_in_transaction(
-                conn, order_id, owner, claim, idempotency, render, status_message, now
-            )
+            outcome = await _cancel_in_transaction(conn, request)
             on_commit()  # the COMMIT is sent when this block ends
     except _NothingToCommit as early:
         return early.outcome
@@ -96,18 +97,10 @@ class _NothingToCommit(Exception):
         self.outcome = outcome
 
 
-async def _cancel_in_transaction(
-    conn: asyncpg.Connection,
-    order_id: UUID,
-    owner: str | None,
-    claim: Callable[[Order, bytes], IdempotencyClaim] | None,
-    idempotency: tuple[str, str] | None,
-    render: Render,
-    status_message: StatusMessage,
-    now: datetime,
-) -> CancelOutcome:
-    if idempotency is not None:
-        stored = await conn.fetchrow(_STORED, *idempotency)
+async def _cancel_in_transaction(conn: asyncpg.Connection, request: CancelRequest) -> CancelOutcome:
+    order_id, owner = request.order_id, request.owner
+    if request.idempotency is not None:
+        stored = await conn.fetchrow(_STORED, *request.idempotency)
         if stored is not None:
             raise _NothingToCommit(CancelOutcome(None, earlier=_stored_response(stored)))
     sql = f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"
@@ -125,9 +118,9 @@ async def _cancel_in_transaction(
             f"SELECT {STOCK_COLUMNS} FROM stock WHERE item = $1 FOR UPDATE", order.item
         )
         stock = stock_of(stock_row) if stock_row else None
-    result = cancel(order, stock, now=now)  # InvalidTransition for REJECTED
+    result = cancel(order, stock, now=request.now)  # InvalidTransition for REJECTED
     if result.changed:
-        message = status_message(result.order)
+        message = request.status_message(result.order)
         await conn.execute(
             _APPLY,
             order.id,
@@ -143,8 +136,8 @@ async def _cancel_in_transaction(
             orjson.dumps(message.headers).decode(),
             message.lane,
         )
-    if claim is not None:
-        record = claim(result.order, render(result.order))
+    if request.claim is not None:
+        record = request.claim(result.order, request.render(result.order))
         claimed = await conn.fetchval(
             _CLAIM,
             record.principal,

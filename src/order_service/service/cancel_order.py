@@ -24,6 +24,7 @@ from order_service.observability.metrics import CANCELLATIONS, DB_UNAVAILABLE
 from order_service.persistence.database import discard_connection, is_unavailable
 from order_service.persistence.order_batch import IdempotencyClaim
 from order_service.persistence.order_cancel import (
+    CancelRequest,
     KeyTakenConcurrently,
     cancel_order,
     stored_response,
@@ -115,13 +116,15 @@ class OrderCancellation:
         work = asyncio.ensure_future(
             cancel_order(
                 conn,
-                order_id,
-                owner=owner,
-                claim=claim if idempotency else None,
-                idempotency=key,
-                render=lambda order: render(order)[1],
-                status_message=status_message,
-                now=utcnow(),
+                CancelRequest(
+                    order_id,
+                    owner,
+                    render=lambda order: render(order)[1],
+                    status_message=status_message,
+                    now=utcnow(),
+                    idempotency=key,
+                    claim=claim if idempotency else None,
+                ),
                 on_commit=commit_sent,
             )
         )
