@@ -38,7 +38,7 @@ def total(base_url: str, name: str) -> float:
 def ready_status(base_url: str) -> int:
     """The HTTP status of `base_url`/readyz; 0 when nothing answers (refused, timed out)."""
     try:
-        with urllib.request.urlopen(f"{base_url}/readyz", timeout=2) as response:
+        with urllib.request.urlopen(f"{base_url}/readyz", timeout=3) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return exc.code
