@@ -11,7 +11,7 @@ from uuid import UUID
 
 import asyncpg
 import orjson
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from order_service.config import Settings
 from order_service.domain.events import OrderCreated, OrderStatusChanged
@@ -22,7 +22,7 @@ from order_service.messaging.envelope import (
     kafka_headers,
     order_created_message,
 )
-from order_service.messaging.kafka_client import create_producer
+from order_service.messaging.kafka_client import client_options, create_producer
 
 _INSERT_ORDER = """
 INSERT INTO orders (id, item, quantity, status, created_at, updated_at)
@@ -269,3 +269,23 @@ def consumer_record(
         serialized_value_size=len(value),
         headers=headers,
     )
+
+
+async def produce_raw(
+    settings: Settings, records: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]]
+) -> None:
+    """Send records exactly as given, to partition 0, in order (a batch per record: a record
+    with neither key nor value can only be written this way with aiokafka)."""
+    producer = AIOKafkaProducer(
+        **client_options(settings), enable_idempotence=False, max_request_size=4 * 2**20
+    )
+    await producer.start()
+    try:
+        for key, value, headers in records:
+            batch = producer.create_batch()
+            appended = batch.append(key=key, value=value, timestamp=None, headers=headers)
+            assert appended is not None
+            delivery = await producer.send_batch(batch, settings.kafka_order_topic, partition=0)
+            await delivery
+    finally:
+        await producer.stop()

@@ -142,7 +142,7 @@ def relay(host: Host = "127.0.0.1", port: int = 8001) -> None:
 
 @app.command()
 def worker(host: Host = "127.0.0.1", port: int = 8002) -> None:
-    """Consume orders.created and confirm orders (serves /metrics, /healthz, /readyz)."""
+    """Consume orders.created; confirm or reject orders (serves /metrics, /healthz, /readyz)."""
     from order_service.messaging.worker import run_worker
 
     settings = _settings()
@@ -185,6 +185,53 @@ def dlq_replay(
     count = asyncio.run(replay_dlq(settings, limit=limit, dry_run=dry_run))
     verb = "would replay" if dry_run else "replayed"
     typer.echo(f"{verb} {count} event(s) from {settings.dlq_topic}")
+
+
+@app.command()
+def events(
+    topic: Annotated[
+        str | None, typer.Argument(help="Default: KAFKA_STATUS_TOPIC (orders.status).")
+    ] = None,
+    key: Annotated[str | None, typer.Option(help="Only this order id's events.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the last N.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object a line.")] = False,
+) -> None:
+    """Show a topic's events from its beginning, as they happened (no consumer group)."""
+    from aiokafka.errors import KafkaError
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from order_service.messaging.topic_reader import UnknownTopic, read_topic, render_lines
+
+    settings = _settings()
+    name = topic or settings.kafka_status_topic
+    try:
+        found = asyncio.run(read_topic(settings, name, key=key, limit=limit))
+    except UnknownTopic as exc:
+        _fail(f"{exc}; check KAFKA_BOOTSTRAP_SERVERS and the topic's name")
+    except KafkaError as exc:
+        _fail(f"cannot read {name} from {settings.kafka_bootstrap_servers}: {exc!r}")
+    if as_json:
+        for line in render_lines(found):
+            typer.echo(line)
+        return
+    title = f"{name}: {len(found)} event(s), as they happened"
+    table = Table(
+        title=title,
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+        min_width=len(title),
+    )
+    dead_letters = any(e.dead_letter_reason for e in found)
+    for column in ("time", "key", "type", "p", "offset", *(["reason"] if dead_letters else [])):
+        table.add_column(column, no_wrap=True)
+    for e in found:
+        clock = (e.time or "")[11:23]  # 12:15:39.089 of an ISO 8601 timestamp
+        cells = [clock, e.key or "", e.type or "", str(e.partition), str(e.offset)]
+        table.add_row(*cells, *([e.dead_letter_reason or ""] if dead_letters else []))
+    Console().print(table)
 
 
 @app.command()

@@ -15,36 +15,16 @@ import asyncio
 
 import asyncpg
 import orjson
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 
 from order_service.config import Settings
-from order_service.messaging.kafka_client import client_options, create_consumer, ensure_topics
+from order_service.messaging.kafka_client import create_consumer, ensure_topics
 from tests.e2e.processes import Stack
-from tests.factories import insert_order, order_created
+from tests.factories import insert_order, order_created, produce_raw
 from tests.kafka_reader import wait_for_records
 from tests.scrape import sample, total
 
 BIG = 1_200_000  # over aiokafka's default max_request_size (1 MiB): the DLQ copy cannot fit
-
-
-async def produce_raw(
-    settings: Settings, records: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]]
-) -> None:
-    """Send records exactly as given, to partition 0, in order (a batch per record: a record
-    with neither key nor value can only be written this way with aiokafka)."""
-    producer = AIOKafkaProducer(
-        **client_options(settings), enable_idempotence=False, max_request_size=4 * 2**20
-    )
-    await producer.start()
-    try:
-        for key, value, headers in records:
-            batch = producer.create_batch()
-            appended = batch.append(key=key, value=value, timestamp=None, headers=headers)
-            assert appended is not None
-            delivery = await producer.send_batch(batch, settings.kafka_order_topic, partition=0)
-            await delivery
-    finally:
-        await producer.stop()
 
 
 async def test_no_record_crashes_the_worker_and_the_partition_moves_on(

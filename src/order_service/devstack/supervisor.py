@@ -41,7 +41,7 @@ class _Stopped(Exception):
 def _say(message: str) -> None:
     # After a closed terminal's SIGHUP every write to it fails (EIO); the stop must go on.
     with contextlib.suppress(OSError):
-        _console.print(message)
+        _console.print(message, soft_wrap=True)  # the banner keeps its own line breaks
 
 
 def _wait_http_ok(
@@ -242,11 +242,14 @@ Try it:
     -H "Content-Type: application/json" \\
     -d '{{"item": "book", "quantity": 2}}'
 
-The lifecycle: PUT /stock/{{item}} {{"available": N}} makes an item stock-managed (orders of
-it are confirmed while units last, then REJECTED out_of_stock); POST /orders/{{id}}/cancel;
-status events on orders.status. `order-service doctor` checks the whole stack.
+The lifecycle:
+  PUT /stock/{{item}} {{"available": N}}   makes an item stock-managed: its orders are
+                                     CONFIRMED while units last, then REJECTED out_of_stock
+  POST /orders/{{id}}/cancel           CANCELLED; a confirmed order's units go back
+  .venv/bin/order-service events     the status events on orders.status, as they happened
+  .venv/bin/order-service doctor     checks the whole stack
 
-Traces: run an OpenTelemetry Collector (deploy/otel/otel-collector-config.yaml) and start
-with OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 to export spans.
+Traces: run an OpenTelemetry Collector (deploy/otel/otel-collector-config.yaml)
+and start with OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 to export spans.
 Ctrl-C stops everything.
 """)

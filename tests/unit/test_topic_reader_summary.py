@@ -1,0 +1,46 @@
+"""What `order-service events` shows of one record: any record gets a summary, never an error."""
+
+from __future__ import annotations
+
+from order_service.messaging.topic_reader import EventSummary, in_time_order, summarise
+from tests.factories import consumer_record
+
+
+def test_an_event_is_summarised_from_its_headers_and_value() -> None:
+    record = consumer_record(
+        [("ce_type", b"order.confirmed"), ("ce_time", b"2026-12-01T12:00:00+00:00")],
+        partition=2,
+        offset=7,
+        key=b"01a2",
+        value=b'{"id": "01a2", "status": "CONFIRMED"}',
+    )
+    assert summarise(record) == EventSummary(
+        partition=2,
+        offset=7,
+        key="01a2",
+        type="order.confirmed",
+        time="2026-12-01T12:00:00+00:00",
+        status="CONFIRMED",
+        value_bytes=37,
+        dead_letter_reason=None,
+    )
+
+
+def test_a_dead_letter_names_its_reason_and_odd_records_still_get_a_summary() -> None:
+    dead = consumer_record([("dlq.error.type", b"not_json")], value=b"{oops")
+    assert (summarise(dead).dead_letter_reason, summarise(dead).status) == ("not_json", None)
+
+    binary = consumer_record([("ce_type", b"\xff\xfe")], value=b"[1, 2]")
+    assert summarise(binary).type == "\ufffd\ufffd" and summarise(binary).status is None
+
+    odd = consumer_record([], value=b'{"status": 3}')
+    assert summarise(odd).status is None
+
+
+def test_events_are_put_in_the_order_they_happened_ties_by_partition_and_offset() -> None:
+    def event(partition: int, offset: int, time: str | None) -> EventSummary:
+        return EventSummary(partition, offset, "k", "t", time, None, 0, None)
+
+    late, early = event(0, 0, "2026-12-01T12:00:02"), event(1, 0, "2026-12-01T12:00:01")
+    tie_a, tie_b = event(1, 5, "2026-12-01T12:00:03"), event(1, 6, "2026-12-01T12:00:03")
+    assert in_time_order([tie_b, late, tie_a, early]) == [early, late, tie_a, tie_b]
