@@ -283,6 +283,43 @@ def test_grace_period_outlasts_the_prestop_pause_and_the_drain(rendered: dict[st
             assert grace >= budget, f"{name}: {pod.owner} grace {grace}s < {budget}s"
 
 
+def test_every_disruption_budget_lets_a_drain_evict_a_pod(rendered: dict[str, Docs]) -> None:
+    """A budget that keeps as many pods as the workload may have at its smallest blocks every
+    node drain for good (`kubectl drain` waits on it forever). The smallest is the KEDA
+    ScaledObject's minReplicaCount, else the HPA's minReplicas, else `replicas`. Seen failing
+    on ci/all-features-values: the worker's `minAvailable: 1` next to KEDA's `minReplicaCount: 0`.
+    """
+    checked = 0
+    for name, docs in rendered.items():
+        smallest = {
+            d["metadata"]["name"]: d["spec"].get("replicas", 1) for d in kind(docs, "Deployment")
+        }
+        for hpa in kind(docs, "HorizontalPodAutoscaler"):
+            smallest[hpa["spec"]["scaleTargetRef"]["name"]] = hpa["spec"].get("minReplicas", 1)
+        for scaled in kind(docs, "ScaledObject"):
+            smallest[scaled["spec"]["scaleTargetRef"]["name"]] = scaled["spec"]["minReplicaCount"]
+        for budget in kind(docs, "PodDisruptionBudget"):
+            checked += 1
+            (target,) = [
+                d["metadata"]["name"]
+                for d in kind(docs, "Deployment")
+                if selects(
+                    budget["spec"]["selector"]["matchLabels"],
+                    d["spec"]["template"]["metadata"]["labels"],
+                )
+            ]
+            spec = budget["spec"]
+            where = f"{name}: PodDisruptionBudget of {target}"
+            assert ("minAvailable" in spec) != ("maxUnavailable" in spec), where
+            if "maxUnavailable" in spec:
+                assert isinstance(spec["maxUnavailable"], int) and spec["maxUnavailable"] >= 1
+            else:
+                keep = spec["minAvailable"]
+                assert isinstance(keep, int), f"{where}: minAvailable {keep!r}"
+                assert keep < smallest[target], f"{where} keeps {keep} of {smallest[target]}"
+    assert checked >= 9  # three components, in every values file but the minimal one
+
+
 def _kube_version_floor() -> tuple[int, int]:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     found = re.match(r">=\s*(\d+)\.(\d+)", chart["kubeVersion"])
