@@ -109,17 +109,28 @@ def seed(ctx: Context) -> PhaseResult:
     return result
 
 
-def ours(ctx: Context) -> PhaseResult:
-    result = PhaseResult("ours", LABELS["ours"])
+@dataclass(frozen=True)
+class OurStack:
+    url: str  # POST /orders
+    dsn: str  # the plain asyncpg DSN of its database
+    pids: dict[str, int]  # api, relay, worker and the infrastructure's processes
+    metrics: dict[str, str]  # api, relay, worker -> its /metrics URL
+
+
+@contextmanager
+def our_stack(ctx: Context, **extra_env: str) -> Iterator[OurStack]:
+    """A fresh database migrated, then api, relay and worker, each ready."""
     dsn = ctx.infra.create_database(f"ours_{ctx.run_id}")
     env = {
         "POSTGRES_DSN": dsn,
         "KAFKA_BOOTSTRAP_SERVERS": ctx.infra.bootstrap_servers,
         "KAFKA_ENABLE_IDEMPOTENCE": "false",
         "KAFKA_ORDER_TOPIC": f"orders.created.bench.{ctx.run_id}",
+        "KAFKA_STATUS_TOPIC": f"orders.status.bench.{ctx.run_id}",
         "KAFKA_CONSUMER_GROUP": f"order-processor-bench-{ctx.run_id}",
         "LOG_LEVEL": "WARNING",
         "ENVIRONMENT": "dev",
+        **extra_env,
     }
     cli = str(BIN / "order-service")
     migrate = Child("migrate", [cli, "migrate"], env, _path(ctx, "migrate"))
@@ -134,18 +145,24 @@ def ours(ctx: Context) -> PhaseResult:
         for child in children:
             child.wait_ready(f"http://127.0.0.1:{ports[child.name]}/readyz", timeout_s=60.0)
         pids = {child.name: child.pid for child in children} | ctx.infra.pids()
-        url = f"http://127.0.0.1:{ports['api']}/orders"
-        _warm(result, url, ctx)
-        since = asyncio.run(db_now(plain_dsn(dsn)))
-        _measure(result, url, ctx, pids)
+        metrics = {name: f"http://127.0.0.1:{port}/metrics" for name, port in ports.items()}
+        yield OurStack(f"http://127.0.0.1:{ports['api']}/orders", plain_dsn(dsn), pids, metrics)
+
+
+def ours(ctx: Context) -> PhaseResult:
+    result = PhaseResult("ours", LABELS["ours"])
+    with our_stack(ctx) as stack:
+        _warm(result, stack.url, ctx)
+        since = asyncio.run(db_now(stack.dsn))
+        _measure(result, stack.url, ctx, stack.pids)
         ended = time.monotonic()
-        until = asyncio.run(db_now(plain_dsn(dsn)))
+        until = asyncio.run(db_now(stack.dsn))
         drain = asyncio.run(
-            wait_drained(plain_dsn(dsn), since_monotonic=ended, timeout_s=DRAIN_TIMEOUT_S)
+            wait_drained(stack.dsn, since_monotonic=ended, timeout_s=DRAIN_TIMEOUT_S)
         )
     result.rows, result.confirmed = drain.rows, drain.confirmed
     result.drain_s = drain.waited_s if drain.drained else None
-    latency = asyncio.run(end_to_end(plain_dsn(dsn), since, until))
+    latency = asyncio.run(end_to_end(stack.dsn, since, until))
     result.e2e_p50_s, result.e2e_p99_s = latency.p50_s, latency.p99_s
     return result
 
