@@ -114,6 +114,57 @@ def kafka() -> Json:
                 )
             ],
         ),
+        timeseries(
+            "Dead letters trimmed or dropped",
+            [
+                target(f"sum(increase(worker_dead_letters_trimmed_total[{RATE}]))", "trimmed"),
+                target(f"sum(increase(worker_dead_letters_dropped_total[{RATE}]))", "dropped"),
+            ],
+            width=24,
+            description="Trimmed: dead-lettered without the value (too large for the DLQ, or "
+            "neither key nor value), with dlq.original.* pointing at the record. Dropped: not "
+            "even a trimmed copy could be sent; the record is skipped and logged with its "
+            "offset (alert WorkerDeadLetterDropped).",
+        ),
+        row("Recovery"),
+        timeseries(
+            "Consumer-group rebalances",
+            [
+                target(
+                    f"sum by (change) (increase(worker_rebalances_total[{RATE}]))",
+                    "partitions {{change}}",
+                )
+            ],
+            width=8,
+            description="Partition changes seen by the workers: a deploy, a scale-out, a "
+            "crashed or stalled worker. Steady revocations without deploys mean a worker "
+            "keeps leaving the group.",
+        ),
+        timeseries(
+            "Events skipped (unknown type, newer major)",
+            [
+                target(
+                    f"sum by (reason) (increase(worker_events_skipped_total[{RATE}]))",
+                    "{{reason}}",
+                )
+            ],
+            width=8,
+            description="Read and deliberately not applied (docs/schema-evolution.md): a "
+            "producer ahead of this worker. Orders stay PENDING until a worker that knows "
+            "the version runs.",
+        ),
+        timeseries(
+            "Relay producers replaced",
+            [
+                target(
+                    f"sum by (reason) (increase(relay_producer_recreated_total[{RATE}]))",
+                    "{{reason}}",
+                )
+            ],
+            width=8,
+            description="A publish that timed out (RELAY_PUBLISH_TIMEOUT_S) or a producer-id "
+            "or sequence error: the relay replaced its producer and retried the batch.",
+        ),
     ]
     return dashboard(
         "order-service-kafka",

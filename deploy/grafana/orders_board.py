@@ -71,7 +71,19 @@ def orders_outbox() -> Json:
                 target(mean("outbox_publish_batch_size"), "mean"),
                 *quantiles("outbox_publish_batch_size", qs=(0.99,)),
             ],
-            width=24,
+        ),
+        timeseries(
+            "Housekeeping: expired rows deleted",
+            [
+                target(
+                    f"sum by (table) (increase(housekeeping_deleted_rows_total[{RATE}]))",
+                    "{{table}}",
+                )
+            ],
+            description="Published outbox rows, idempotency keys and inbox rows past their "
+            "retention (OUTBOX_RETENTION_HOURS, IDEMPOTENCY_TTL_HOURS, INBOX_RETENTION_HOURS), "
+            "deleted by the relay in bounded batches. Flat while the tables grow: "
+            "housekeeping is not keeping up.",
         ),
     ]
     return dashboard(

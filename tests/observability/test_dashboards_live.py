@@ -4,8 +4,9 @@ The stack: the session's PostgreSQL and Tansu broker, `order-service api|relay|w
 subprocesses (the api reaching PostgreSQL through a proxy the test can freeze), Debian's
 postgres-exporter, a prober calling each `/readyz` like a kubelet, and Prometheus scraping all
 of them every second with the repository's rule files loaded. The traffic: ~200 orders (plus
-replays, conflicts, validation failures and two poison messages), stock-managed items whose
-orders are confirmed and rejected and one of them cancelled per wave, and a few seconds with
+replays, conflicts, validation failures, two poison messages, an event of an unknown type and
+a record with neither key nor value), stock-managed items whose orders are confirmed and
+rejected and one of them cancelled per wave, and a few seconds with
 the api's database link frozen (503s, refused writes, failed reads). Then: every metric a
 panel or a rule names is exposed by the stack; every panel query runs over the test's time
 range, none is rejected, and every panel over our own or PostgreSQL metrics returns data of
@@ -52,6 +53,7 @@ from tests.observability.traffic import (
     database_outage,
     lifecycle_wave,
     send_poison_message,
+    send_unfamiliar_records,
     traffic_wave,
     written_after_recovery,
 )
@@ -72,9 +74,16 @@ KAFKA_EXPORTER_METRICS = {
 }
 OWN_JOBS = ("order-service-api", "order-service-relay", "order-service-worker")
 RECORDED = {rule["record"] for rule in rules(RULE_FILES) if "record" in rule}
-# Counters whose code paths need a broker fault (a failed publish) or a redelivery (an
-# event seen twice): the fault and process suites drive those.
-NOT_EXERCISED = {"outbox_publish_failures_total", "worker_events_duplicate_total"}
+# Counters whose code paths need a broker fault (a failed publish, a wedged producer, a DLQ
+# that refuses even a trimmed copy), a redelivery (an event seen twice) or rows past their
+# retention (hours at the least): the fault, process and housekeeping suites drive those.
+NOT_EXERCISED = {
+    "outbox_publish_failures_total",
+    "worker_events_duplicate_total",
+    "relay_producer_recreated_total",
+    "worker_dead_letters_dropped_total",
+    "housekeeping_deleted_rows_total",
+}
 
 
 @dataclass(frozen=True)
@@ -147,6 +156,7 @@ def live(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Liv
             total = asyncio.run(traffic_wave(api, 5))
             total += asyncio.run(lifecycle_wave(api, "obs-stock-0"))
             asyncio.run(send_poison_message(settings))
+            asyncio.run(send_unfamiliar_records(settings))
             wait_for(prom, "sum(worker_events_dead_lettered_total) >= 1", 120, "first DLQ")
             for wave in range(1, 4):
                 total += asyncio.run(traffic_wave(api, ORDERS // 3))

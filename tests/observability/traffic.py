@@ -13,6 +13,7 @@ import httpx
 
 from order_service.config import Settings
 from order_service.messaging.kafka_client import create_producer
+from tests.factories import produce_raw
 from tests.netfault.proxy import DelayProxy
 
 DECIDED = {"CONFIRMED", "REJECTED"}
@@ -141,3 +142,14 @@ async def send_poison_message(settings: Settings) -> None:
         )
     finally:
         await producer.stop()
+
+
+async def send_unfamiliar_records(settings: Settings) -> None:
+    """An event of a type this worker does not apply (skipped and counted) and a record with
+    neither key nor value (dead-lettered trimmed: aiokafka refuses to send one whole)."""
+    unknown = [
+        ("ce_id", str(uuid.uuid4()).encode()),
+        ("ce_type", b"order.shipped"),
+        ("ce_specversion", b"1.0"),
+    ]
+    await produce_raw(settings, [(b"unfamiliar-type", b"{}", unknown), (None, None, [])])

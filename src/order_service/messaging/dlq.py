@@ -88,6 +88,9 @@ async def send_dead_letters(
             if is_retriable(exc):
                 raise
             await _send_trimmed(producer, topic, letter, exc)
+            continue
+        if _blank(letter.record):
+            DLQ_TRIMMED.inc()  # it went trimmed at once: there was no value to keep
 
 
 async def _send(
@@ -98,7 +101,7 @@ async def _send(
         record, error_type=letter.reason, error_message=letter.detail, attempts=letter.attempts
     )
     value = record.value
-    if trimmed or (record.key is None and value is None):
+    if trimmed or _blank(record):
         headers.append(("dlq.trimmed", b"true"))
         headers.append(("dlq.original.value_bytes", str(len(value or b"")).encode()))
         value = b""
@@ -112,6 +115,11 @@ async def _send(
             raise
         await _send_trimmed(producer, topic, letter, exc)
         return None
+
+
+def _blank(record: ConsumerRecord) -> bool:
+    """Neither key nor value: aiokafka's send() refuses such a record, so its copy is trimmed."""
+    return record.key is None and record.value is None
 
 
 async def _send_trimmed(

@@ -145,3 +145,15 @@ END_TO_END_LATENCY = Histogram(
     "From the order's creation to its confirmation by the worker",
     buckets=LATENCY_BUCKETS,
 )
+
+# The label values these counters can take, exposed at 0 from the start: a panel or an alert
+# over them answers "none yet" instead of "no data", and `increase()` sees the first one.
+_KNOWN_LABELS: tuple[tuple[Counter, str, tuple[str, ...]], ...] = (
+    (PRODUCER_RECREATED, "reason", ("timeout", "producer_id")),
+    (HOUSEKEEPING_DELETED, "table", ("outbox", "idempotency_keys", "inbox")),
+    (EVENTS_SKIPPED, "reason", ("unknown_type", "unsupported_version")),
+    (REBALANCES, "change", ("assigned", "revoked")),
+)
+for _counter, _label, _values in _KNOWN_LABELS:
+    for _value in _values:
+        _counter.labels(**{_label: _value})
