@@ -25,6 +25,7 @@ from bench import wrk
 from bench.delivery import wait_drained
 from bench.infra import infrastructure
 from bench.phases import WARMUP_S, Context, our_stack
+from bench.postgres_cpu import cpu_by_client
 
 
 def _tree_cpu_s(pid: int) -> float:
@@ -128,10 +129,13 @@ def main() -> int:
         with our_stack(ctx, **extra) as stack:
             wrk.run(stack.url, WARMUP_S, f"{ctx.run_id}-warm")
             samplers = _py_spy(stack.pids, args.seconds, args.profile) if args.profile else []
+            services = {name: stack.pids[name] for name in ("api", "relay", "worker")}
             before = cpu_snapshot(stack.pids)
+            pg_before = cpu_by_client(stack.pids["postgres"], services)
             db_before = asyncio.run(_database_counters(stack.dsn))
             measured = wrk.run(stack.url, args.seconds, f"{ctx.run_id}-cpu")
             after = cpu_snapshot(stack.pids)
+            pg_after = cpu_by_client(stack.pids["postgres"], services)
             db_after = asyncio.run(_database_counters(stack.dsn))
             for sampler in samplers:
                 sampler.wait(timeout=30)
@@ -146,6 +150,11 @@ def main() -> int:
         + ", ".join(
             f"{name} {us:.0f}" for name, us in sorted(per_order.items(), key=lambda x: -x[1])
         )
+    )
+    served = {k: (pg_after[k] - pg_before[k]) / orders * 1e6 for k in pg_after}
+    print(
+        "PostgreSQL serving: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in sorted(served.items(), key=lambda x: -x[1]))
     )
     db = {k: (db_after[k] - db_before[k]) / orders for k in db_before}
     print("per order: " + ", ".join(f"{k} {v:.2f}" for k, v in db.items()))
