@@ -1,7 +1,7 @@
 """Where an order's CPU goes: process CPU time (user + system, children included) of api, relay,
 worker, PostgreSQL and the broker over one wrk run, divided by the orders accepted in it.
 
-    .venv/bin/python -m bench.cpu [--seconds 10] [--env NAME=VALUE ...]
+    .venv/bin/python -m bench.cpu [--seconds 10] [--env NAME=VALUE ...] [--sql STATEMENT ...]
 
 On two cores the stack's throughput is bounded by the sum: about 2 s of CPU per second shared by
 every process, wrk included. Compare sums between runs of this script, not single figures.
@@ -96,6 +96,16 @@ def _mean_batches(metrics: Mapping[str, str]) -> dict[str, float]:
     return means
 
 
+async def _execute(dsn: str, statement: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
 async def _database_counters(dsn: str) -> dict[str, float]:
     """WAL written and transactions committed so far (the whole cluster's WAL, this database's
     commits)."""
@@ -119,6 +129,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the stack")
     parser.add_argument(
+        "--sql",
+        action="append",
+        default=[],
+        help="a statement run on the stack's database before the load (e.g. DROP INDEX ...)",
+    )
+    parser.add_argument(
         "--profile", type=Path, help="also sample api, relay and worker with py-spy into DIR"
     )
     args = parser.parse_args()
@@ -127,6 +143,8 @@ def main() -> int:
     with infrastructure(work_dir) as infra:
         ctx = Context(infra)
         with our_stack(ctx, **extra) as stack:
+            for statement in args.sql:
+                asyncio.run(_execute(stack.dsn, statement))
             wrk.run(stack.url, WARMUP_S, f"{ctx.run_id}-warm")
             samplers = _py_spy(stack.pids, args.seconds, args.profile) if args.profile else []
             services = {name: stack.pids[name] for name in ("api", "relay", "worker")}
