@@ -9,30 +9,15 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
-from order_service.config import Settings, get_settings
+from order_service.cli_errors import fail, settings_or_fail
+from order_service.config import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead-letter queue tools.")
 app.add_typer(dlq_app, name="dlq")
 
 Host = Annotated[str, typer.Option(help="Interface for the HTTP listener.")]
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"order-service: {message}", err=True)
-    raise typer.Exit(1)
-
-
-def _settings() -> Settings:
-    try:
-        return get_settings()
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        name = "_".join(str(p) for p in first.get("loc", ())).upper() or "configuration"
-        _fail(f"invalid configuration: {name}: {first.get('msg')}")
-        raise  # unreachable: _fail exits
 
 
 def _init_observability(settings: Settings, process: str) -> None:
@@ -61,7 +46,7 @@ def _run_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
         _install_uvloop()
         asyncio.run(runner())
     except ServiceUnavailable as exc:  # a dependency stayed unreachable at start-up
-        _fail(str(exc))
+        fail(str(exc))
     finally:
         shutdown_tracing()
 
@@ -88,7 +73,7 @@ def api(
     from order_service.messaging.lifecycle import open_pool
     from order_service.observability.logging import logging_config
 
-    settings = _settings()
+    settings = settings_or_fail()
     _init_observability(settings, "api")
 
     async def preflight() -> None:
@@ -99,7 +84,7 @@ def api(
     try:
         asyncio.run(preflight())
     except ServiceUnavailable as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if workers > 1:
         _share_metrics_between_workers()
     config = uvicorn.Config(
@@ -135,7 +120,7 @@ def relay(host: Host = "127.0.0.1", port: int = 8001) -> None:
     """Publish outbox rows to Kafka (serves /metrics, /healthz, /readyz)."""
     from order_service.messaging.relay import run_relay
 
-    settings = _settings()
+    settings = settings_or_fail()
     _init_observability(settings, "relay")
     _run_until_signal(lambda stop: run_relay(settings, stop=stop, http_host=host, http_port=port))
 
@@ -145,7 +130,7 @@ def worker(host: Host = "127.0.0.1", port: int = 8002) -> None:
     """Consume orders.created; confirm or reject orders (serves /metrics, /healthz, /readyz)."""
     from order_service.messaging.worker import run_worker
 
-    settings = _settings()
+    settings = settings_or_fail()
     _init_observability(settings, "worker")
     _run_until_signal(lambda stop: run_worker(settings, stop=stop, http_host=host, http_port=port))
 
@@ -156,7 +141,7 @@ def migrate() -> None:
     from order_service.observability.logging import configure_logging, get_logger
     from order_service.persistence.migrate import MigrationFailed, upgrade_with_retries
 
-    settings = _settings()
+    settings = settings_or_fail()
     configure_logging(settings, "migrate")
     log = get_logger("order_service.migrate")
 
@@ -168,7 +153,7 @@ def migrate() -> None:
             settings.postgres_dsn, deadline_s=settings.startup_timeout_s, on_retry=on_retry
         )
     except MigrationFailed as exc:
-        _fail(f"{exc}; check POSTGRES_DSN")
+        fail(f"{exc}; check POSTGRES_DSN")
     typer.echo("migrations applied (head)")
 
 
@@ -180,58 +165,11 @@ def dlq_replay(
     """Re-publish dead-lettered events to their original topic."""
     from order_service.messaging.dlq import replay_dlq
 
-    settings = _settings()
+    settings = settings_or_fail()
     _init_observability(settings, "dlq-replay")
     count = asyncio.run(replay_dlq(settings, limit=limit, dry_run=dry_run))
     verb = "would replay" if dry_run else "replayed"
     typer.echo(f"{verb} {count} event(s) from {settings.dlq_topic}")
-
-
-@app.command()
-def events(
-    topic: Annotated[
-        str | None, typer.Argument(help="Default: KAFKA_STATUS_TOPIC (orders.status).")
-    ] = None,
-    key: Annotated[str | None, typer.Option(help="Only this order id's events.")] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Only the last N.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object a line.")] = False,
-) -> None:
-    """Show a topic's events from its beginning, as they happened (no consumer group)."""
-    from aiokafka.errors import KafkaError
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
-    from order_service.messaging.topic_reader import UnknownTopic, read_topic, render_lines
-
-    settings = _settings()
-    name = topic or settings.kafka_status_topic
-    try:
-        found = asyncio.run(read_topic(settings, name, key=key, limit=limit))
-    except UnknownTopic as exc:
-        _fail(f"{exc}; check KAFKA_BOOTSTRAP_SERVERS and the topic's name")
-    except KafkaError as exc:
-        _fail(f"cannot read {name} from {settings.kafka_bootstrap_servers}: {exc!r}")
-    if as_json:
-        for line in render_lines(found):
-            typer.echo(line)
-        return
-    title = f"{name}: {len(found)} event(s), as they happened"
-    table = Table(
-        title=title,
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-        collapse_padding=True,
-        min_width=len(title),
-    )
-    dead_letters = any(e.dead_letter_reason for e in found)
-    for column in ("time", "key", "type", "p", "offset", *(["reason"] if dead_letters else [])):
-        table.add_column(column, no_wrap=True)
-    for e in found:
-        clock = (e.time or "")[11:23]  # 12:15:39.089 of an ISO 8601 timestamp
-        cells = [clock, e.key or "", e.type or "", str(e.partition), str(e.offset)]
-        table.add_row(*cells, *([e.dead_letter_reason or ""] if dead_letters else []))
-    Console().print(table)
 
 
 @app.command()
@@ -257,7 +195,7 @@ def dev(
     try:
         sys.exit(stack.run())
     except DevStackError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 @app.command()
@@ -295,6 +233,15 @@ def doctor(
     Console().print(table)
     if not all(r.ok for r in results):
         raise typer.Exit(1)
+
+
+def _register_commands_of_their_own() -> None:
+    from order_service.messaging.topic_command import events
+
+    app.command("events")(events)
+
+
+_register_commands_of_their_own()
 
 
 def _register_optional_commands() -> None:

@@ -1,14 +1,16 @@
 """`order-service events`: a topic read from its beginning on the real broker, every record
 summarised (also one with neither key nor value), one order's events in their order, the last N,
-and a clear one-line error for a topic that does not exist."""
+a clear one-line error for a topic that does not exist, and `--follow`."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
+from asyncio.subprocess import PIPE
 
 import pytest
 
@@ -98,3 +100,27 @@ async def test_the_command_prints_one_json_object_a_line_and_fails_clearly(
     assert missing.returncode == 1
     assert "order-service: topic no-such-topic does not exist" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+async def test_follow_prints_the_history_then_each_new_event_and_stops_on_ctrl_c(
+    settings: Settings,
+) -> None:
+    await ensure_topics(settings)
+    first, second = Order.place("before", 1), Order.place("after", 1)
+    await produce(settings, [Raw.of(order_created(settings, first))])
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers}
+    command = [sys.executable, "-m", "order_service", "events", settings.kafka_order_topic]
+    follower = await asyncio.create_subprocess_exec(
+        *command, "--follow", "--json", env=env, stdout=PIPE, stderr=PIPE
+    )
+    try:
+        assert follower.stdout is not None
+        history = json.loads(await asyncio.wait_for(follower.stdout.readline(), 30))
+        assert history["key"] == str(first.id)
+        await produce(settings, [Raw.of(order_created(settings, second))])
+        arrived = json.loads(await asyncio.wait_for(follower.stdout.readline(), 30))
+        assert (arrived["key"], arrived["type"]) == (str(second.id), "order.created")
+    finally:
+        follower.send_signal(signal.SIGINT)
+        code = await asyncio.wait_for(follower.wait(), 15)
+    assert code == 0, (await follower.stderr.read()).decode() if follower.stderr else code

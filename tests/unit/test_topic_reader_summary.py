@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from order_service.messaging.topic_reader import EventSummary, in_time_order, summarise
+from order_service.messaging.topic_reader import (
+    EventSummary,
+    in_time_order,
+    json_line,
+    summarise,
+    text_line,
+)
 from tests.factories import consumer_record
 
 
@@ -44,3 +50,13 @@ def test_events_are_put_in_the_order_they_happened_ties_by_partition_and_offset(
     late, early = event(0, 0, "2026-12-01T12:00:02"), event(1, 0, "2026-12-01T12:00:01")
     tie_a, tie_b = event(1, 5, "2026-12-01T12:00:03"), event(1, 6, "2026-12-01T12:00:03")
     assert in_time_order([tie_b, late, tie_a, early]) == [early, late, tie_a, tie_b]
+
+
+def test_a_followed_event_is_one_line_with_its_time_key_type_and_place() -> None:
+    dead = EventSummary(
+        0, 12, "01a2", "order.created", "2026-12-01T12:15:39.170165+00:00", None, 5, "not_json"
+    )
+    assert text_line(dead) == (f"12:15:39.170  {'01a2':36}  order.created    p0 @12  not_json")
+    blank = EventSummary(1, 3, None, None, None, None, 0, None)
+    assert text_line(blank).split() == ["-", "-", "p1", "@3"]
+    assert json_line(blank).startswith('{"partition":1,"offset":3,"key":null')

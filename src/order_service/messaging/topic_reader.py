@@ -8,8 +8,10 @@ past the end it had when the read began and a fetch finds nothing more.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -82,6 +84,49 @@ async def read_topic(
 ) -> list[EventSummary]:
     """Every event of `topic` (those of `key` only, when given) in the order they happened;
     with `limit`, the last `limit` of them (limit >= 1)."""
+    async with _reader(settings, topic) as (consumer, ends):
+        events = await _read_until(consumer, ends, key)
+    return in_time_order(events) if limit is None else in_time_order(events)[-limit:]
+
+
+async def follow_topic(
+    settings: Settings,
+    topic: str,
+    on_event: Callable[[EventSummary], None],
+    stop: asyncio.Event,
+    *,
+    key: str | None = None,
+    limit: int | None = None,
+) -> None:
+    """What `read_topic` returns, then each event as it arrives, until `stop` is set."""
+    wanted = None if key is None else key.encode()
+    async with _reader(settings, topic) as (consumer, ends):
+        history = in_time_order(await _read_until(consumer, ends, key))
+        for event in history if limit is None else history[-limit:]:
+            on_event(event)
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS // 4)
+            arrived = [
+                summarise(r)
+                for records in batch.values()
+                for r in records
+                if wanted is None or r.key == wanted
+            ]
+            for event in in_time_order(arrived):
+                on_event(event)
+
+
+def in_time_order(events: Sequence[EventSummary]) -> list[EventSummary]:
+    """As they happened (ce_time), ties by partition and offset. One order's events share a
+    partition and their times follow its transitions, so its events keep their offset order."""
+    return sorted(events, key=lambda e: (e.time or "", e.partition, e.offset))
+
+
+@asynccontextmanager
+async def _reader(
+    settings: Settings, topic: str
+) -> AsyncIterator[tuple[AIOKafkaConsumer, dict[TopicPartition, int]]]:
+    """A consumer on every partition of `topic`, at the beginning, and their end offsets."""
     consumer = create_consumer(settings, group_id=None, fetch_max_wait_ms=FETCH_TIMEOUT_MS)
     try:
         await consumer.start()
@@ -91,17 +136,9 @@ async def read_topic(
         assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(assigned)
         await consumer.seek_to_beginning(*assigned)
-        ends: dict[TopicPartition, int] = await consumer.end_offsets(assigned)
-        events = await _read_until(consumer, ends, key)
+        yield consumer, await consumer.end_offsets(assigned)
     finally:
         await stop_quietly("topic reader", consumer.stop(), settings.shutdown_timeout_s)
-    return in_time_order(events) if limit is None else in_time_order(events)[-limit:]
-
-
-def in_time_order(events: Sequence[EventSummary]) -> list[EventSummary]:
-    """As they happened (ce_time), ties by partition and offset. One order's events share a
-    partition and their times follow its transitions, so its events keep their offset order."""
-    return sorted(events, key=lambda e: (e.time or "", e.partition, e.offset))
 
 
 async def _read_until(
@@ -127,6 +164,16 @@ async def _read_until(
     return events
 
 
-def render_lines(events: Sequence[EventSummary]) -> list[str]:
+def json_line(event: EventSummary) -> str:
     """One JSON object a line: for `jq`, scripts and tests."""
-    return [json.dumps(e.as_dict(), separators=(",", ":")) for e in events]
+    return json.dumps(event.as_dict(), separators=(",", ":"))
+
+
+def text_line(event: EventSummary) -> str:
+    """One event a line, for following a topic in a terminal."""
+    clock = (event.time or "")[11:23]  # 12:15:39.089 of an ISO 8601 timestamp
+    reason = f"  {event.dead_letter_reason}" if event.dead_letter_reason else ""
+    kind = event.type or "-"
+    return (
+        f"{clock:12}  {event.key or '-':36}  {kind:16} p{event.partition} @{event.offset}{reason}"
+    )
