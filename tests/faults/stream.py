@@ -34,6 +34,8 @@ class Outcomes:
     outcome_unknown: int = 0  # 503s that said "unknown" (resolved by a retry with the key)
     timed_out: list[float] = field(default_factory=list)  # when requests the client gave up on
     # had been sent (no answer within the stream's timeout)
+    # Requests whose connection broke with no answer: (when sent, key, the httpx error's name).
+    broken: list[tuple[float, str, str]] = field(default_factory=list)
     # Cancellations: order id → the status the cancel answered with (200, 409, ...).
     cancels: dict[str, int] = field(default_factory=dict)
     cancels_unresolved: set[str] = field(default_factory=set)  # order ids to cancel again
@@ -147,7 +149,8 @@ class OrderStream:
             out.timed_out.append(started)
             out.unknown.add(key)
             return None
-        except httpx.TransportError:
+        except httpx.TransportError as exc:
+            out.broken.append((started, key, type(exc).__name__))
             out.unknown.add(key)
             return None
         out.latencies.append((started, time.monotonic() - started, response.status_code))

@@ -18,11 +18,15 @@ import asyncpg
 
 from order_service.config import Settings
 from tests.e2e.processes import Service, Stack
-from tests.faults.stream import OrderStream
+from tests.faults.stream import OrderStream, Outcomes
 from tests.faults.verdicts import assert_books_balance, settled_within
 
 SLACK_S = 1.0
 DRAIN_S = 1.0
+# How long before the listener closes a request may have been sent and still be sitting in
+# the kernel's accept queue (uvicorn accepts within milliseconds; a loaded 2-core machine
+# can pause the api's loop for a few hundred).
+ACCEPT_QUEUE_S = 0.5
 
 
 def terminate(service: Service, budget_s: float) -> tuple[int, float]:
@@ -42,12 +46,32 @@ def readyz_after_sigterm(api: Service) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
+async def reset_in_the_accept_queue(
+    db: asyncpg.Connection, outcomes: Outcomes, listener_closed_at: float
+) -> set[str]:
+    """The requests TCP itself resets when the listener closes: connections the kernel had
+    completed but the api had not accepted yet. The api never read them, so nothing of them
+    is written, and the client retries them as it would a refused connection. Only a reset
+    of a request sent in the last ACCEPT_QUEUE_S of the drain counts as one, and only if
+    the database holds nothing of it; any other reset is a lost request."""
+    near_close = {
+        key for sent, key, kind in outcomes.broken if sent >= listener_closed_at - ACCEPT_QUEUE_S
+    }
+    written = await db.fetch(
+        "SELECT idem_key FROM idempotency_keys WHERE idem_key = ANY($1::text[])", list(near_close)
+    )
+    assert not written, f"reset after its order was written: {[r['idem_key'] for r in written]}"
+    return near_close
+
+
 async def test_sigterm_to_api_relay_and_worker_under_load_loses_nothing_and_exits_in_time(
     stack: Stack, settings: Settings, db: asyncpg.Connection
 ) -> None:
     """Breaks caught: an api that drops requests in flight at SIGTERM (they would show as lost
     or reset, `unknown`), one that stops accepting at once with no 503 first (with
-    SHUTDOWN_DRAIN_S=0 the /readyz after SIGTERM is refused), and exits past the budget."""
+    SHUTDOWN_DRAIN_S=0 the /readyz after SIGTERM is refused), and exits past the budget.
+    A connection reset in the accept queue as the listener closes is not a lost request
+    (see `reset_in_the_accept_queue`; seen once in a full CI run: one broken connection)."""
     budget = settings.shutdown_timeout_s + SLACK_S
     await db.execute("""
         CREATE FUNCTION test_slow() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -81,7 +105,9 @@ async def test_sigterm_to_api_relay_and_worker_under_load_loses_nothing_and_exit
         # Nothing in flight got a 5xx or a broken connection; after the api stopped
         # accepting, a request is simply refused (never sent).
         assert not [s for s in stream.outcomes.statuses() if s >= 500]
-        assert not stream.outcomes.unknown, f"{len(stream.outcomes.unknown)} lost or reset"
+        at_close = await reset_in_the_accept_queue(db, stream.outcomes, sigterm_at + DRAIN_S)
+        lost = stream.outcomes.unknown - at_close
+        assert not lost, f"{len(lost)} lost or reset: {stream.outcomes.broken}"
         answered_after = stream.outcomes.statuses(since=sigterm_at - 0.5)
         await db.execute("DROP TRIGGER test_slow ON outbox")
         api = stack.start("api")

@@ -165,7 +165,8 @@ async def test_with_postgres_blackholed_every_answer_is_in_time_and_not_written_
         slowest = max(r["took"] for r in during)
         assert statuses[503] > 0, statuses
         assert set(statuses) <= {201, 503}, statuses  # no timeout (0), no broken connection
-        assert slowest <= REQUEST_TIMEOUT_S + 1, slowest
+        late = sorted(during, key=lambda r: r["took"])[-5:]
+        assert slowest <= REQUEST_TIMEOUT_S + 1, (slowest, late)
         assert {r["outcome"] for r in during if r["status"] == 503} <= {"not_written", "unknown"}
         assert 503 in api_ready, api_ready
         async with asyncio.timeout(20):  # ready again by itself, no restart
