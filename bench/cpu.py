@@ -26,26 +26,16 @@ from bench.delivery import wait_drained
 from bench.infra import infrastructure
 from bench.phases import WARMUP_S, Context, our_stack
 from bench.postgres_cpu import cpu_by_client
+from bench.processes import tree_sum
 
 
-def _tree_cpu_s(pid: int) -> float:
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
-    total = 0.0
-    for process in processes:
-        try:
-            times = process.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system + times.children_user + times.children_system
-    return total
+def _cpu_s(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def cpu_snapshot(pids: Mapping[str, int]) -> dict[str, float]:
-    return {name: _tree_cpu_s(pid) for name, pid in pids.items()}
+    return {name: tree_sum(pid, _cpu_s) for name, pid in pids.items()}
 
 
 def _py_spy(pids: Mapping[str, int], seconds: float, out: Path) -> list[subprocess.Popen[bytes]]:
@@ -169,7 +159,7 @@ def main() -> int:
             f"{name} {us:.0f}" for name, us in sorted(per_order.items(), key=lambda x: -x[1])
         )
     )
-    served = {k: (pg_after[k] - pg_before[k]) / orders * 1e6 for k in pg_after}
+    served = {k: (pg_after[k] - pg_before.get(k, 0.0)) / orders * 1e6 for k in pg_after}
     print(
         "PostgreSQL serving: "
         + ", ".join(f"{k} {v:.0f}" for k, v in sorted(served.items(), key=lambda x: -x[1]))

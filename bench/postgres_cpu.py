@@ -5,10 +5,12 @@ postmaster, the WAL writer, the checkpointer, autovacuum)."""
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Mapping
 
 import psutil
+
+from bench.processes import process_tree
 
 _CLIENT_PORT = re.compile(r"\((\d+)\)")  # "postgres: user db 127.0.0.1(54321) idle"
 
@@ -24,13 +26,12 @@ def _ports_of(clients: Mapping[str, int]) -> dict[int, str]:
     return owner
 
 
-def cpu_by_client(postgres_pid: int, clients: Mapping[str, int]) -> Counter[str]:
+def cpu_by_client(postgres_pid: int, clients: Mapping[str, int]) -> dict[str, float]:
     """CPU seconds so far of the backends serving each client, and of the rest. Backends live
     as long as their pooled connection, so take the difference of two calls."""
     owner = _ports_of(clients)
-    spent: Counter[str] = Counter()
-    root = psutil.Process(postgres_pid)
-    for process in [root, *root.children(recursive=True)]:
+    spent: defaultdict[str, float] = defaultdict(float)
+    for process in process_tree(postgres_pid):
         try:
             times = process.cpu_times()
             title = " ".join(process.cmdline())
@@ -39,4 +40,4 @@ def cpu_by_client(postgres_pid: int, clients: Mapping[str, int]) -> Counter[str]
         port = _CLIENT_PORT.search(title)
         client = owner.get(int(port.group(1)), "other clients") if port else "background"
         spent[client] += times.user + times.system
-    return spent
+    return dict(spent)

@@ -9,7 +9,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,19 +112,28 @@ def uvicorn_argv(app: str, port: int) -> list[str]:
     )  # fmt: skip
 
 
-def _tree_rss(pid: int) -> int:
+def process_tree(pid: int) -> list[psutil.Process]:
+    """The process and its descendants now; empty when it is gone."""
     try:
         root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
+        return [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        return 0
-    total = 0
-    for process in processes:
+        return []
+
+
+def tree_sum(pid: int, measure: Callable[[psutil.Process], float]) -> float:
+    """`measure` summed over the process tree, skipping processes that exit meanwhile."""
+    total = 0.0
+    for process in process_tree(pid):
         try:
-            total += process.memory_info().rss
+            total += measure(process)
         except psutil.NoSuchProcess:
             continue
     return total
+
+
+def _tree_rss(pid: int) -> int:
+    return int(tree_sum(pid, lambda process: process.memory_info().rss))
 
 
 class RssSampler:
