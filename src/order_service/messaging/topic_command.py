@@ -86,7 +86,6 @@ def _print_table(topic: str, found: Sequence[EventSummary]) -> None:
     for column in ("time", "key", "type", "p", "offset", *(["reason"] if dead_letters else [])):
         table.add_column(column, no_wrap=True)
     for e in found:
-        clock = (e.time or "")[11:23]  # 12:15:39.089 of an ISO 8601 timestamp
-        cells = [clock, e.key or "", e.type or "", str(e.partition), str(e.offset)]
+        cells = [e.clock, e.key or "", e.type or "", str(e.partition), str(e.offset)]
         table.add_row(*cells, *([e.dead_letter_reason or ""] if dead_letters else []))
     Console().print(table)

@@ -9,8 +9,9 @@ past the end it had when the read began and a fetch finds nothing more.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -40,17 +41,10 @@ class EventSummary:
     value_bytes: int
     dead_letter_reason: str | None  # `dlq.error.type` on a dead letter
 
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "partition": self.partition,
-            "offset": self.offset,
-            "key": self.key,
-            "type": self.type,
-            "time": self.time,
-            "status": self.status,
-            "value_bytes": self.value_bytes,
-            "dead_letter_reason": self.dead_letter_reason,
-        }
+    @property
+    def clock(self) -> str:
+        """12:15:39.089 of the ISO 8601 `time`; empty without one."""
+        return (self.time or "")[11:23]
 
 
 def summarise(record: ConsumerRecord) -> EventSummary:
@@ -85,8 +79,7 @@ async def read_topic(
     """Every event of `topic` (those of `key` only, when given) in the order they happened;
     with `limit`, the last `limit` of them (limit >= 1)."""
     async with _reader(settings, topic) as (consumer, ends):
-        events = await _read_until(consumer, ends, key)
-    return in_time_order(events) if limit is None else in_time_order(events)[-limit:]
+        return _last(await _read_until(consumer, ends, key), limit)
 
 
 async def follow_topic(
@@ -99,20 +92,12 @@ async def follow_topic(
     limit: int | None = None,
 ) -> None:
     """What `read_topic` returns, then each event as it arrives, until `stop` is set."""
-    wanted = None if key is None else key.encode()
     async with _reader(settings, topic) as (consumer, ends):
-        history = in_time_order(await _read_until(consumer, ends, key))
-        for event in history if limit is None else history[-limit:]:
+        for event in _last(await _read_until(consumer, ends, key), limit):
             on_event(event)
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS // 4)
-            arrived = [
-                summarise(r)
-                for records in batch.values()
-                for r in records
-                if wanted is None or r.key == wanted
-            ]
-            for event in in_time_order(arrived):
+            for event in in_time_order(_summaries(batch, key)):
                 on_event(event)
 
 
@@ -120,6 +105,19 @@ def in_time_order(events: Sequence[EventSummary]) -> list[EventSummary]:
     """As they happened (ce_time), ties by partition and offset. One order's events share a
     partition and their times follow its transitions, so its events keep their offset order."""
     return sorted(events, key=lambda e: (e.time or "", e.partition, e.offset))
+
+
+def _last(events: Sequence[EventSummary], limit: int | None) -> list[EventSummary]:
+    ordered = in_time_order(events)
+    return ordered if limit is None else ordered[-limit:]
+
+
+def _summaries(
+    batch: Mapping[TopicPartition, Sequence[ConsumerRecord]], key: str | None
+) -> list[EventSummary]:
+    """The records of one fetch, summarised; those of `key` only, when given."""
+    wanted = None if key is None else key.encode()
+    return [summarise(r) for rs in batch.values() for r in rs if wanted is None or r.key == wanted]
 
 
 @asynccontextmanager
@@ -148,13 +146,11 @@ async def _read_until(
 
     The end offsets are only a lower bound: Tansu reports them per record batch, not per record,
     so a reader that stopped at them would miss most of a busy topic."""
-    wanted = None if key is None else key.encode()
     events: list[EventSummary] = []
     idle_rounds = 0
     while idle_rounds < IDLE_ROUNDS:
         batch = await consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS)
-        for records in batch.values():
-            events.extend(summarise(r) for r in records if wanted is None or r.key == wanted)
+        events.extend(_summaries(batch, key))
         if batch:
             idle_rounds = 0
             continue
@@ -166,14 +162,11 @@ async def _read_until(
 
 def json_line(event: EventSummary) -> str:
     """One JSON object a line: for `jq`, scripts and tests."""
-    return json.dumps(event.as_dict(), separators=(",", ":"))
+    return json.dumps(dataclasses.asdict(event), separators=(",", ":"))
 
 
 def text_line(event: EventSummary) -> str:
     """One event a line, for following a topic in a terminal."""
-    clock = (event.time or "")[11:23]  # 12:15:39.089 of an ISO 8601 timestamp
     reason = f"  {event.dead_letter_reason}" if event.dead_letter_reason else ""
-    kind = event.type or "-"
-    return (
-        f"{clock:12}  {event.key or '-':36}  {kind:16} p{event.partition} @{event.offset}{reason}"
-    )
+    kind, key = event.type or "-", event.key or "-"
+    return f"{event.clock:12}  {key:36}  {kind:16} p{event.partition} @{event.offset}{reason}"
