@@ -16,13 +16,20 @@ pytestmark = pytest.mark.integration
 EXPIRED = 300_000
 
 
-async def insert_expired(db: asyncpg.Connection) -> None:
+async def insert_expired_outbox(db: asyncpg.Connection, rows: int) -> None:
+    """`rows` outbox rows published 25 hours ago (past the default 24 h retention)."""
     await db.execute(f"""
         INSERT INTO outbox (event_id, aggregate_id, topic, message_key, payload, headers, lane,
                             created_at, published_at)
         SELECT gen_random_uuid(), gen_random_uuid(), 't', 'k', '\\x00', '{{}}', 0,
                now() - interval '30 hours', now() - interval '25 hours'
-        FROM generate_series(1, {EXPIRED});
+        FROM generate_series(1, {rows});
+    """)
+
+
+async def insert_expired(db: asyncpg.Connection) -> None:
+    await insert_expired_outbox(db, EXPIRED)
+    await db.execute(f"""
         INSERT INTO idempotency_keys (principal, idem_key, request_hash, order_id, status_code,
                                       response_body, created_at)
         SELECT 'p', 'k' || g, 'h', gen_random_uuid(), 201, '\\x00', now() - interval '25 hours'
@@ -79,13 +86,7 @@ async def test_batches_fit_a_statement_timeout_that_one_unbounded_delete_exceeds
     settings = make_settings(
         infra, database, db_statement_timeout_ms=tight_ms, relay_publish_timeout_s=0.5
     )
-    await db.execute(f"""
-        INSERT INTO outbox (event_id, aggregate_id, topic, message_key, payload, headers, lane,
-                            created_at, published_at)
-        SELECT gen_random_uuid(), gen_random_uuid(), 't', 'k', '\\x00', '{{}}', 0,
-               now() - interval '30 hours', now() - interval '25 hours'
-        FROM generate_series(1, {rows});
-    """)
+    await insert_expired_outbox(db, rows)
     unbounded = "DELETE FROM outbox WHERE published_at < now() - interval '24 hours'"
     async with db.transaction():
         await db.execute(f"SET LOCAL statement_timeout = {tight_ms}")
