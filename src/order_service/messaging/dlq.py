@@ -78,6 +78,9 @@ async def send_dead_letters(
     """
     pending = []
     for letter in letters:
+        if letter.record.key is None and letter.record.value is None:
+            await _send_trimmed(producer, topic, letter, "neither key nor value")
+            continue
         pending.append((letter, await _send(producer, topic, letter, trimmed=False)))
     for letter, delivery in pending:
         if delivery is None:
@@ -87,10 +90,7 @@ async def send_dead_letters(
         except KafkaError as exc:
             if is_retriable(exc):
                 raise
-            await _send_trimmed(producer, topic, letter, exc)
-            continue
-        if _blank(letter.record):
-            DLQ_TRIMMED.inc()  # it went trimmed at once: there was no value to keep
+            await _send_trimmed(producer, topic, letter, repr(exc))
 
 
 async def _send(
@@ -101,7 +101,7 @@ async def _send(
         record, error_type=letter.reason, error_message=letter.detail, attempts=letter.attempts
     )
     value = record.value
-    if trimmed or _blank(record):
+    if trimmed:
         headers.append(("dlq.trimmed", b"true"))
         headers.append(("dlq.original.value_bytes", str(len(value or b"")).encode()))
         value = b""
@@ -113,21 +113,18 @@ async def _send(
     except KafkaError as exc:
         if is_retriable(exc) or trimmed:
             raise
-        await _send_trimmed(producer, topic, letter, exc)
+        await _send_trimmed(producer, topic, letter, repr(exc))
         return None
 
 
-def _blank(record: ConsumerRecord) -> bool:
-    """Neither key nor value: aiokafka's send() refuses such a record, so its copy is trimmed."""
-    return record.key is None and record.value is None
-
-
 async def _send_trimmed(
-    producer: AIOKafkaProducer, topic: str, letter: DeadLetter, cause: BaseException
+    producer: AIOKafkaProducer, topic: str, letter: DeadLetter, why: str
 ) -> None:
+    """The copy without the value: the one path for every trimmed dead letter, and where
+    each is counted (or, if even this fails for good, counted as dropped)."""
     log.warning(
         "dlq_sending_trimmed_copy",
-        error=repr(cause),
+        error=why,
         partition=letter.record.partition,
         offset=letter.record.offset,
     )
