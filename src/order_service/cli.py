@@ -180,6 +180,13 @@ def dev(
     relay_port: int = 8001,
     worker_port: int = 8002,
     data_dir: Annotated[str, typer.Option(help="Where PostgreSQL keeps its data.")] = ".dev",
+    broker: Annotated[
+        str,
+        typer.Option(
+            envvar="DEV_BROKER",
+            help="tansu (Python only, memory) or kafka (Apache Kafka, needs Java 17+).",
+        ),
+    ] = "tansu",
 ) -> None:
     """Run everything locally without Docker: PostgreSQL, a Kafka broker, api, relay, worker."""
     from order_service.devstack.supervisor import DevStack, DevStackError
@@ -191,6 +198,7 @@ def dev(
         api_port=api_port,
         relay_port=relay_port,
         worker_port=worker_port,
+        broker=broker,
     )
     try:
         sys.exit(stack.run())

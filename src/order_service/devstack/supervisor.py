@@ -21,7 +21,9 @@ from pathlib import Path
 from rich.console import Console
 
 from order_service.devstack import pidfiles, reaper
-from order_service.devstack.broker import TansuBroker
+from order_service.devstack.broker import Broker, BrokerStartError, TansuBroker
+from order_service.devstack.kafka import KafkaBroker
+from order_service.devstack.kafka_runtime import KafkaRuntimeError
 from order_service.devstack.pdeathsig import die_with_parent
 from order_service.devstack.ports import PortInUse, ensure_free
 from order_service.devstack.postgres import EmbeddedPostgres
@@ -72,6 +74,7 @@ class DevStack:
     relay_port: int = 8001
     worker_port: int = 8002
     host: str = "127.0.0.1"
+    broker: str = "tansu"  # or "kafka": Apache Kafka from the cached runtime
     _children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _stopping: bool = False
 
@@ -87,6 +90,7 @@ class DevStack:
         for what, port in (
             ("PostgreSQL", self.postgres_port),
             ("the Kafka broker", self.kafka_port),
+            *((("Kafka's controller", self.kafka_port + 1),) if self.broker == "kafka" else ()),
             ("the api", self.api_port),
             ("the relay", self.relay_port),
             ("the worker", self.worker_port),
@@ -96,13 +100,27 @@ class DevStack:
             except PortInUse as exc:
                 raise DevStackError(str(exc)) from None
 
-    def _env(self, postgres: EmbeddedPostgres, broker: TansuBroker) -> dict[str, str]:
+    def _make_broker(self, base: Path) -> Broker:
+        if self.broker == "tansu":
+            return TansuBroker(port=self.kafka_port, host=self.host, log_path=base / "tansu.log")
+        if self.broker == "kafka":
+            return KafkaBroker(
+                base / "kafka",  # kept, like PostgreSQL's data: topics survive a restart
+                port=self.kafka_port,
+                controller_port=self.kafka_port + 1,
+                host=self.host,
+                log_path=base / "kafka.log",
+            )
+        raise DevStackError(f"DEV_BROKER (--broker) must be tansu or kafka, not {self.broker!r}")
+
+    def _env(self, postgres: EmbeddedPostgres, broker: Broker) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
             POSTGRES_DSN=postgres.dsn(),
             KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers,
-            # Tansu's memory engine refuses InitProducerId (DESIGN.md §7).
-            KAFKA_ENABLE_IDEMPOTENCE="false",
+            # Tansu's memory engine refuses InitProducerId (DESIGN.md §7); Apache Kafka runs
+            # the production setting.
+            KAFKA_ENABLE_IDEMPOTENCE=str(self.broker == "kafka").lower(),
             LOG_FORMAT=env.get("LOG_FORMAT", "console"),
             ENVIRONMENT=env.get("ENVIRONMENT", "dev"),
         )
@@ -137,10 +155,10 @@ class DevStack:
 
     def run(self) -> int:
         base = self._base
+        broker = self._make_broker(base)
         self._reclaim()
         self._check_ports()
         postgres = EmbeddedPostgres(base / "postgres", port=self.postgres_port, host=self.host)
-        broker = TansuBroker(port=self.kafka_port, host=self.host, log_path=base / "tansu.log")
         previous = {s: signal.getsignal(s) for s in _STOP_SIGNALS}
         for sig, handler in previous.items():
             # An ignored SIGHUP is `nohup make dev`: the user asked to outlive the terminal.
@@ -164,7 +182,7 @@ class DevStack:
                 signal.signal(sig, handler)
             _say("[bold]stopped[/]: every process ended, every port freed")
 
-    def _start(self, base: Path, postgres: EmbeddedPostgres, broker: TansuBroker) -> None:
+    def _start(self, base: Path, postgres: EmbeddedPostgres, broker: Broker) -> None:
         _say(
             f"[bold]starting PostgreSQL[/] on {self.host}:{self.postgres_port} "
             f"(data in {base / 'postgres'})"
@@ -173,8 +191,12 @@ class DevStack:
         if postgres.pid is not None:
             pidfiles.write(self._run_dir, "postgres", postgres.pid, signal.SIGINT)
         self._check_stopping()
-        _say(f"[bold]starting Kafka broker (Tansu)[/] on {broker.bootstrap_servers}")
-        broker.start()
+        name = "Apache Kafka" if self.broker == "kafka" else "Tansu"
+        _say(f"[bold]starting Kafka broker ({name})[/] on {broker.bootstrap_servers}")
+        try:
+            broker.start()
+        except (BrokerStartError, KafkaRuntimeError) as exc:
+            raise DevStackError(str(exc)) from None
         if broker.pid is not None:
             pidfiles.write(self._run_dir, "broker", broker.pid)
         self._check_stopping()
@@ -226,7 +248,7 @@ class DevStack:
                 child.wait()
             pidfiles.remove(self._run_dir, name)
 
-    def _print_banner(self, postgres: EmbeddedPostgres, broker: TansuBroker) -> None:
+    def _print_banner(self, postgres: EmbeddedPostgres, broker: Broker) -> None:
         h = self.host
         _say(f"""
 [bold green]order-service is up[/]
