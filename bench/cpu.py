@@ -19,23 +19,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
-import psutil
 
 from bench import wrk
 from bench.delivery import wait_drained
-from bench.infra import infrastructure
-from bench.phases import WARMUP_S, Context, our_stack
+from bench.infra import BROKERS, infrastructure
+from bench.phases import WARMUP_S
 from bench.postgres_cpu import cpu_by_client
-from bench.processes import tree_sum
-
-
-def _cpu_s(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system + times.children_user + times.children_system
-
-
-def cpu_snapshot(pids: Mapping[str, int]) -> dict[str, float]:
-    return {name: tree_sum(pid, _cpu_s) for name, pid in pids.items()}
+from bench.processes import cpu_snapshot
+from bench.stack import Context, our_stack
 
 
 def _py_spy(pids: Mapping[str, int], seconds: float, out: Path) -> list[subprocess.Popen[bytes]]:
@@ -117,6 +108,7 @@ async def _database_counters(dsn: str) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.cpu", description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--broker", choices=BROKERS, default="kafka")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the stack")
     parser.add_argument(
         "--sql",
@@ -130,7 +122,7 @@ def main() -> int:
     args = parser.parse_args()
     extra = dict(item.split("=", 1) for item in args.env)
     work_dir = Path(tempfile.mkdtemp(prefix="order-cpu-"))
-    with infrastructure(work_dir) as infra:
+    with infrastructure(work_dir, args.broker) as infra:
         ctx = Context(infra)
         with our_stack(ctx, **extra) as stack:
             for statement in args.sql:

@@ -1,30 +1,35 @@
-"""The three phases: each starts its servers, warms up, measures with wrk, and stops them."""
+"""The lifecycle phases: each starts its servers, warms up, measures with wrk, and stops them.
+
+The ceiling runs once; the seed's design and ours run once per broker, so each broker's
+ratios come from one run of `make bench`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from bench import wrk
 from bench.delivery import db_now, end_to_end, wait_drained
-from bench.infra import Infra, plain_dsn
-from bench.processes import BIN, Child, RssSampler, uvicorn_argv
+from bench.infra import BrokerKind
+from bench.processes import Child, RssSampler, uvicorn_argv
+from bench.stack import Context, our_stack
 from order_service.devstack.ports import free_port
 
 WARMUP_S = 3.0
 MEASURE_S = 15.0
 DRAIN_TIMEOUT_S = 60.0
+SEED_PARTITIONS = 3  # as ours (KAFKA_TOPIC_PARTITIONS' default)
 
 
 @dataclass
 class PhaseResult:
-    key: str
+    key: str  # ceiling | seed | ours
     label: str
+    broker: BrokerKind | None = None  # None: the ceiling, which uses no broker
     measured: wrk.WrkResult | None = None
     accepted_total: int = 0  # 2xx over warm-up + measurement
     rss_mb: dict[str, float] = field(default_factory=dict)
@@ -47,12 +52,6 @@ class PhaseResult:
         return self.error is None and self.delivery_ok
 
 
-@dataclass(frozen=True)
-class Context:
-    infra: Infra
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
-
-
 @contextmanager
 def running(children: list[Child]) -> Iterator[list[Child]]:
     try:
@@ -64,29 +63,28 @@ def running(children: list[Child]) -> Iterator[list[Child]]:
             child.stop()
 
 
-def _warm(result: PhaseResult, url: str, ctx: Context) -> None:
-    warm = wrk.run(url, WARMUP_S, f"{ctx.run_id}-{result.key}-warm")
+def warm(result: PhaseResult, url: str, ctx: Context) -> None:
+    warm = wrk.run(url, WARMUP_S, f"{ctx.run_id}-{result.key}-{result.broker}-warm")
     result.accepted_total += warm.ok_responses
 
 
 def _measure(result: PhaseResult, url: str, ctx: Context, pids: dict[str, int]) -> None:
     with RssSampler(pids) as sampler:
-        result.measured = wrk.run(url, MEASURE_S, f"{ctx.run_id}-{result.key}")
+        result.measured = wrk.run(url, MEASURE_S, f"{ctx.run_id}-{result.key}-{result.broker}")
     result.rss_mb = sampler.peak_mb()
     result.accepted_total += result.measured.ok_responses
 
 
 def _drive(result: PhaseResult, url: str, ctx: Context, pids: dict[str, int]) -> None:
-    _warm(result, url, ctx)
+    warm(result, url, ctx)
     _measure(result, url, ctx, pids)
 
 
 def ceiling(ctx: Context) -> PhaseResult:
     result = PhaseResult("ceiling", LABELS["ceiling"])
     port = free_port()
-    app = Child(
-        "ceiling-app", uvicorn_argv("bench.ceiling_app:app", port), {}, _path(ctx, "ceiling")
-    )
+    argv = uvicorn_argv("bench.ceiling_app:app", port)
+    app = Child("ceiling-app", argv, {}, ctx.log_path("ceiling"))
     with running([app]):
         app.wait_listening(port)
         _drive(result, f"http://127.0.0.1:{port}/orders", ctx, {"ceiling-app": app.pid})
@@ -94,14 +92,16 @@ def ceiling(ctx: Context) -> PhaseResult:
 
 
 def seed(ctx: Context) -> PhaseResult:
-    result = PhaseResult("seed", LABELS["seed"])
+    result = PhaseResult("seed", LABELS["seed"], ctx.infra.kind)
     port = free_port()
+    topic = f"seed.orders.{ctx.run_id}"
+    ctx.infra.create_topic(topic, SEED_PARTITIONS)
     env = {
-        "BENCH_SEED_DSN": ctx.infra.create_database(f"seed_{ctx.run_id}"),
+        "BENCH_SEED_DSN": ctx.infra.create_database(f"seed_{ctx.run_id}_{ctx.infra.kind}"),
         "BENCH_SEED_BOOTSTRAP": ctx.infra.bootstrap_servers,
-        "BENCH_SEED_TOPIC": f"seed.orders.{ctx.run_id}",
+        "BENCH_SEED_TOPIC": topic,
     }
-    app = Child("seed-app", uvicorn_argv("bench.seed_app:app", port), env, _path(ctx, "seed"))
+    app = Child("seed-app", uvicorn_argv("bench.seed_app:app", port), env, ctx.log_path("seed"))
     with running([app]):
         app.wait_listening(port)
         pids = {"seed-app": app.pid, **ctx.infra.pids()}
@@ -109,50 +109,10 @@ def seed(ctx: Context) -> PhaseResult:
     return result
 
 
-@dataclass(frozen=True)
-class OurStack:
-    url: str  # POST /orders
-    dsn: str  # the plain asyncpg DSN of its database
-    pids: dict[str, int]  # api, relay, worker and the infrastructure's processes
-    metrics: dict[str, str]  # api, relay, worker -> its /metrics URL
-
-
-@contextmanager
-def our_stack(ctx: Context, **extra_env: str) -> Iterator[OurStack]:
-    """A fresh database migrated, then api, relay and worker, each ready."""
-    dsn = ctx.infra.create_database(f"ours_{ctx.run_id}")
-    env = {
-        "POSTGRES_DSN": dsn,
-        "KAFKA_BOOTSTRAP_SERVERS": ctx.infra.bootstrap_servers,
-        "KAFKA_ENABLE_IDEMPOTENCE": "false",
-        "KAFKA_ORDER_TOPIC": f"orders.created.bench.{ctx.run_id}",
-        "KAFKA_STATUS_TOPIC": f"orders.status.bench.{ctx.run_id}",
-        "KAFKA_CONSUMER_GROUP": f"order-processor-bench-{ctx.run_id}",
-        "LOG_LEVEL": "WARNING",
-        "ENVIRONMENT": "dev",
-        **extra_env,
-    }
-    cli = str(BIN / "order-service")
-    migrate = Child("migrate", [cli, "migrate"], env, _path(ctx, "migrate"))
-    migrate.start()
-    migrate.wait_exit(60.0)
-    ports = {name: free_port() for name in ("api", "relay", "worker")}
-    children = [
-        Child(name, [cli, name, "--host", "127.0.0.1", "--port", str(port)], env, _path(ctx, name))
-        for name, port in ports.items()
-    ]
-    with running(children):
-        for child in children:
-            child.wait_ready(f"http://127.0.0.1:{ports[child.name]}/readyz", timeout_s=60.0)
-        pids = {child.name: child.pid for child in children} | ctx.infra.pids()
-        metrics = {name: f"http://127.0.0.1:{port}/metrics" for name, port in ports.items()}
-        yield OurStack(f"http://127.0.0.1:{ports['api']}/orders", plain_dsn(dsn), pids, metrics)
-
-
 def ours(ctx: Context) -> PhaseResult:
-    result = PhaseResult("ours", LABELS["ours"])
+    result = PhaseResult("ours", LABELS["ours"], ctx.infra.kind)
     with our_stack(ctx) as stack:
-        _warm(result, stack.url, ctx)
+        warm(result, stack.url, ctx)
         since = asyncio.run(db_now(stack.dsn))
         _measure(result, stack.url, ctx, stack.pids)
         ended = time.monotonic()
@@ -167,9 +127,6 @@ def ours(ctx: Context) -> PhaseResult:
     return result
 
 
-def _path(ctx: Context, name: str) -> Path:
-    return ctx.infra.work_dir / f"{name}.log"
-
-
-PHASES: tuple[Callable[[Context], PhaseResult], ...] = (ceiling, seed, ours)
+Phase = Callable[[Context], PhaseResult]
+BROKER_PHASES: tuple[Phase, ...] = (seed, ours)
 LABELS = {"ceiling": "(a) ceiling", "seed": "(b) seed design", "ours": "(c) ours"}

@@ -132,6 +132,23 @@ def tree_sum(pid: int, measure: Callable[[psutil.Process], float]) -> float:
     return total
 
 
+def _cpu_s(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+def cpu_snapshot(pids: Mapping[str, int]) -> dict[str, float]:
+    """CPU seconds so far (user + system, children included) of each named process tree."""
+    return {name: tree_sum(pid, _cpu_s) for name, pid in pids.items()}
+
+
+def cpu_per_unit(
+    before: Mapping[str, float], after: Mapping[str, float], units: int
+) -> dict[str, float]:
+    """Microseconds of CPU per unit of work (an order, an event) between two snapshots."""
+    return {name: (after[name] - before.get(name, 0.0)) / max(1, units) * 1e6 for name in after}
+
+
 def _tree_rss(pid: int) -> int:
     return int(tree_sum(pid, lambda process: process.memory_info().rss))
 

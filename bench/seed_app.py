@@ -1,5 +1,6 @@
 """The seed's design, as a baseline: per request one SQLModel INSERT + COMMIT, then
-`send_and_wait` to Kafka — the broker round-trip on the request path, no outbox.
+`send_and_wait` to Kafka — the broker round-trip on the request path, no outbox; the
+producer with aiokafka's defaults, as the seed's (acks=1, no idempotence).
 
 Configured by BENCH_SEED_DSN, BENCH_SEED_BOOTSTRAP and BENCH_SEED_TOPIC (set by the bench).
 """
@@ -41,9 +42,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine = create_async_engine(os.environ["BENCH_SEED_DSN"])
     async with engine.begin() as conn:
         await conn.run_sync(SQLModel.metadata.create_all)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=os.environ["BENCH_SEED_BOOTSTRAP"], enable_idempotence=False
-    )
+    # aiokafka's defaults, as the seed has them: acks=1, no idempotence.
+    producer = AIOKafkaProducer(bootstrap_servers=os.environ["BENCH_SEED_BOOTSTRAP"])
     await producer.start()
     app.state.sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
     app.state.producer = producer

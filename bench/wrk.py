@@ -86,11 +86,11 @@ def parse(text: str) -> WrkResult:
     )
 
 
-def command(url: str, duration_s: float, run_id: str) -> list[str]:
+def command(url: str, duration_s: float, run_id: str, connections: int = CONNECTIONS) -> list[str]:
     return [
         "wrk",
-        f"-t{THREADS}",
-        f"-c{CONNECTIONS}",
+        f"-t{min(THREADS, connections)}",  # wrk refuses more threads than connections
+        f"-c{connections}",
         f"-d{max(1, round(duration_s))}s",
         "--timeout",
         "10s",
@@ -103,9 +103,9 @@ def command(url: str, duration_s: float, run_id: str) -> list[str]:
     ]
 
 
-def run(url: str, duration_s: float, run_id: str) -> WrkResult:
+def run(url: str, duration_s: float, run_id: str, connections: int = CONNECTIONS) -> WrkResult:
     result = subprocess.run(
-        command(url, duration_s, run_id),
+        command(url, duration_s, run_id, connections),
         capture_output=True,
         text=True,
         check=False,

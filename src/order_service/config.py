@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     kafka_sasl_password: str | None = None
     kafka_enable_idempotence: bool = True
     kafka_consumer_group: str = "order-processor"
+    # The producers' batching (relay and DLQ): how long a batch may wait for more records, how
+    # large it may grow, and its compression (bench/results.md says what each setting bought).
+    kafka_linger_ms: int = Field(default=2, ge=0)
+    kafka_batch_max_bytes: int = Field(default=16384, ge=1024)
+    kafka_compression_type: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
     aws_region: str | None = None
 
     request_timeout_s: float = Field(default=5.0, gt=0)

@@ -6,8 +6,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from bench import report, wrk
+from bench import figures, load_plot, report, wrk
+from bench.backlog import BacklogResult
 from bench.phases import PhaseResult
+from bench.sweep import Level, SweepResult
 
 WRK_OUTPUT = """\
 Running 15s test @ http://127.0.0.1:8000/orders
@@ -66,7 +68,7 @@ def test_wrk_is_driven_at_64_connections_with_the_post_script() -> None:
     assert Path(argv[argv.index("-s") + 1]).read_text().count('wrk.method = "POST"') == 1
 
 
-def _phase(key: str, rate: int, **extra: object) -> PhaseResult:
+def _phase(key: str, rate: int, broker: str | None = "kafka", **extra: object) -> PhaseResult:
     measured = wrk.WrkResult(
         requests=rate,
         duration_s=1.0,
@@ -79,13 +81,43 @@ def _phase(key: str, rate: int, **extra: object) -> PhaseResult:
         non_2xx=0,
         socket_errors={},
     )
-    return PhaseResult(key, f"({key})", measured=measured, **extra)  # type: ignore[arg-type]
+    where = None if key == "ceiling" else broker
+    return PhaseResult(key, f"({key})", where, measured=measured, **extra)  # type: ignore[arg-type]
 
 
-def test_ratios_compare_our_accepted_orders_per_second() -> None:
-    results = [_phase("ceiling", 5000), _phase("seed", 500), _phase("ours", 3000)]
-    assert report.ratios(results) == {"ours / ceiling": 0.6, "ours / seed design": 6.0}
-    assert report.ratios(results[:2]) == {"ours / ceiling": None, "ours / seed design": None}
+def test_ratios_compare_our_accepted_orders_per_second_per_broker() -> None:
+    results = [
+        _phase("ceiling", 5000),
+        _phase("seed", 500),
+        _phase("ours", 3000),
+        _phase("seed", 400, "tansu"),
+        _phase("ours", 4000, "tansu"),
+    ]
+    assert report.ratios(results, "kafka") == {"ours / ceiling": 0.6, "ours / seed design": 6.0}
+    assert report.ratios(results, "tansu") == {"ours / ceiling": 0.8, "ours / seed design": 10.0}
+    assert report.ratios(results[:2], "kafka") == {
+        "ours / ceiling": None,
+        "ours / seed design": None,
+    }
+
+
+def test_the_goal_is_judged_per_broker_on_every_part() -> None:
+    settled = {"rows": 10, "confirmed": 10, "accepted_total": 10, "e2e_p99_s": 0.2}
+    results = [
+        _phase("ceiling", 5000),
+        _phase("seed", 300),
+        _phase("ours", 3000, **settled),  # 0.6x and 10x: met
+        _phase("seed", 400, "tansu"),
+        _phase("ours", 2500, "tansu", **settled),  # 0.5x and 6.25x: not met
+    ]
+    assert all(ok for _, ok in report.goal(results, "kafka"))
+    missed = [name for name, ok in report.goal(results, "tansu") if not ok]
+    assert missed == ["ours / ceiling ≥ 0.6", "ours / seed ≥ 8"]
+    lines = report.summary_lines(results)
+    assert (
+        lines[0].startswith("Apache Kafka 4.1.1: ours / ceiling 0.60x") and "goal met" in lines[0]
+    )
+    assert "goal not met: ours / ceiling ≥ 0.6; ours / seed ≥ 8" in lines[1]
 
 
 def test_an_unconfirmed_order_fails_the_phase() -> None:
@@ -103,9 +135,42 @@ def test_an_unconfirmed_order_fails_the_phase() -> None:
 def test_results_markdown_keeps_notes_below_the_marker(tmp_path: Path) -> None:
     target = tmp_path / "results.md"
     target.write_text("old table\n" + report.KEEP_MARKER + "\n## what each step bought\n- x\n")
-    report.write([_phase("ceiling", 5000)], target)
+    report.write(report.Run([_phase("ceiling", 5000)]), target)
     text = target.read_text()
     assert "old table" not in text
     assert text.endswith(report.KEEP_MARKER + "\n## what each step bought\n- x\n")
-    assert "| (ceiling) | 5,000 |" in text
-    assert "cores" in report.markdown([], datetime(2026, 1, 2, tzinfo=UTC))
+    assert "| (ceiling) | — | 5,000 |" in text
+    assert "cores" in report.markdown(report.Run(), datetime(2026, 1, 2, tzinfo=UTC))
+
+
+def test_wrk_never_runs_more_threads_than_connections() -> None:
+    assert wrk.command("http://h:1/orders", 10.0, "r", connections=1)[1:3] == ["-t1", "-c1"]
+    assert wrk.command("http://h:1/orders", 10.0, "r", connections=256)[1:3] == ["-t2", "-c256"]
+
+
+def _level(connections: int, rate: float, p99_s: float) -> Level:
+    measured = wrk.WrkResult(int(rate * 10), 10.0, rate, 0.004, 0.005, 0.006, p99_s, p99_s, 0, {})
+    return Level(connections, measured, e2e_p99_s=0.1, settled=True)
+
+
+def test_the_load_plot_has_one_labelled_point_per_level_and_series() -> None:
+    levels = [_level(1, 300, 0.01), _level(16, 2000, 0.02), _level(64, 3000, 0.05)]
+    svg = load_plot.render_svg(levels, "t")
+    assert svg.count("<circle") == 2 * len(levels)
+    assert all(f">{n} conn.</text>" in svg for n in (1, 16, 64))
+    rows = figures.sweep_rows(SweepResult("kafka", levels))
+    assert [row[:2] for row in rows] == [["1", "300"], ["16", "2,000"], ["64", "3,000"]]
+
+
+def test_the_backlog_drain_is_compared_with_the_peer_as_ratios_to_this_runs_ceiling() -> None:
+    drained = BacklogResult(
+        1_000_000, insert_s=60.0, drain_s=100.0, drain_rate=10_000.0, settle_s=200.0,
+        settle_rate=5_000.0, drain_cpu_us={"relay": 30.0}, settle_cpu_us={"worker": 80.0},
+    )  # fmt: skip
+    lines = figures.backlog_lines(drained, ceiling=5_000.0)
+    text = "\n".join(lines)
+    assert "10,000 events/s" in text and "= 2.00x this run's ceiling (5,000 req/s)" in text
+    assert "14,500 events/s = 2.90x this machine's ceiling — other hardware" in text
+    assert "5,000 orders/s CONFIRMED" in text
+    assert "results.md quotes" not in lines[0]
+    assert "results.md quotes 1,000,000" in figures.backlog_lines(BacklogResult(10), None)[0]

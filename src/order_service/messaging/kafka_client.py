@@ -74,7 +74,11 @@ def create_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
         **client_options(settings),
         "acks": "all",
         "enable_idempotence": settings.kafka_enable_idempotence,
-        "linger_ms": 2,
+        "linger_ms": settings.kafka_linger_ms,
+        "max_batch_size": settings.kafka_batch_max_bytes,
+        "compression_type": (
+            None if settings.kafka_compression_type == "none" else settings.kafka_compression_type
+        ),
         "request_timeout_ms": 10_000,
         "retry_backoff_ms": 200,
     }

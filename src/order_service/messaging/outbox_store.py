@@ -28,13 +28,23 @@ WITH candidates AS MATERIALIZED (
 SELECT lane FROM candidates WHERE pg_try_advisory_xact_lock($2::int, lane) LIMIT $3
 """
 
+# Each lane's oldest rows through the partial index (lane, id) of unpublished rows: a claim
+# reads about as many index entries as it returns, however many rows are published or waiting.
+# (Rows of all lanes ordered by id would be read through the primary key, past every published
+# row still in the table: 0.36 s per claim half-way through a 100,000-row backlog.)
 _CLAIM_ROWS = """
-SELECT id, event_id, topic, message_key, payload, headers, created_at
-FROM outbox
-WHERE published_at IS NULL AND lane = ANY($1::smallint[])
-ORDER BY id
-LIMIT $2
-FOR UPDATE SKIP LOCKED
+SELECT c.id, c.event_id, c.topic, c.message_key, c.payload, c.headers, c.created_at
+FROM unnest($1::smallint[]) AS l(lane)
+CROSS JOIN LATERAL (
+    SELECT o.id, o.event_id, o.topic, o.message_key, o.payload, o.headers, o.created_at
+    FROM outbox o
+    WHERE o.published_at IS NULL AND o.lane = l.lane
+    ORDER BY o.id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+) AS c
+ORDER BY c.id
+LIMIT $3
 """
 
 
@@ -54,7 +64,9 @@ async def claim_batch(
 ) -> list[ClaimedRow]:
     """Lock up to `max_lanes` lanes with work and return their oldest rows; call in a transaction.
 
-    Lanes are tried in random order so that concurrent relays spread over different lanes.
+    Lanes are tried in random order so that concurrent relays spread over different lanes. Each
+    lane gives at most its share of the batch (a lane's events stay in id order, G4); a lane
+    with more waits for the next claim, which then shares the batch among fewer lanes.
     """
     lanes = [
         r["lane"]
@@ -62,7 +74,8 @@ async def claim_batch(
     ]
     if not lanes:
         return []
-    rows = await conn.fetch(_CLAIM_ROWS, lanes, batch_size)
+    share = -(-batch_size // len(lanes))  # ceil
+    rows = await conn.fetch(_CLAIM_ROWS, lanes, share, batch_size)
     return [
         ClaimedRow(
             id=r["id"],
