@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -171,14 +172,18 @@ def _started(stack: OurStack, service: str, metric: str) -> tuple[dict[str, floa
 
 
 def backlog(
-    ctx: Context, rows: int = DEFAULT_ROWS, *, settle: bool = True, **env: str
+    ctx: Context,
+    rows: int = DEFAULT_ROWS,
+    *,
+    settle: bool = True,
+    env: Mapping[str, str] | None = None,
 ) -> BacklogResult:
     """`settle=False` stops after the drain (for comparing relay settings); `env` is given
     to the stack's processes."""
     result = BacklogResult(rows)
     # Generous: a 2-core machine shared with other work drains at well over 500 events/s.
     timeout_s = 120.0 + rows / 500
-    with our_stack(ctx, services=(), name="backlog", **env) as stack:
+    with our_stack(ctx, env, services=(), name="backlog") as stack:
         started = time.monotonic()
         asyncio.run(write_backlog(stack.dsn, stack.env["KAFKA_ORDER_TOPIC"], rows))
         result.insert_s = time.monotonic() - started

@@ -1,7 +1,8 @@
 """Where an order's CPU goes: process CPU time (user + system, children included) of api, relay,
 worker, PostgreSQL and the broker over one wrk run, divided by the orders accepted in it.
 
-    .venv/bin/python -m bench.cpu [--seconds 10] [--env NAME=VALUE ...] [--sql STATEMENT ...]
+    .venv/bin/python -m bench.cpu [--broker kafka|tansu] [--seconds 10] [--env NAME=VALUE ...]
+        [--versus NAME=VALUE[,...] ... --rounds N] [--sql STATEMENT ...] [--profile DIR]
 
 On two cores the stack's throughput is bounded by the sum: about 2 s of CPU per second shared by
 every process, wrk included. Compare sums between runs of this script, not single figures.
@@ -11,21 +12,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from bench import wrk
-from bench.delivery import wait_drained
+from bench.delivery import db_now, end_to_end, wait_drained
 from bench.infra import BROKERS, infrastructure
 from bench.phases import WARMUP_S
 from bench.postgres_cpu import cpu_by_client
-from bench.processes import cpu_snapshot
+from bench.processes import cpu_per_unit, cpu_snapshot
 from bench.stack import Context, our_stack
 
 
@@ -105,11 +108,88 @@ async def _database_counters(dsn: str) -> dict[str, float]:
         await conn.close()
 
 
+@dataclass(frozen=True)
+class Sample:
+    measured: wrk.WrkResult
+    per_order: dict[str, float]  # µs of CPU per accepted order, per process
+    served: dict[str, float]  # µs of PostgreSQL's CPU per order, by whom it served
+    database: dict[str, float]  # WAL bytes and commits per order
+    batches: dict[str, float]
+    e2e_p99_s: float | None
+
+
+def measure(
+    ctx: Context, env: Mapping[str, str], sql: list[str], seconds: float, profile: Path | None
+) -> Sample:
+    with our_stack(ctx, env) as stack:
+        for statement in sql:
+            asyncio.run(_execute(stack.dsn, statement))
+        wrk.run(stack.url, WARMUP_S, f"{ctx.run_id}-warm")
+        samplers = _py_spy(stack.pids, seconds, profile) if profile else []
+        services = {name: stack.pids[name] for name in ("api", "relay", "worker")}
+        before = cpu_snapshot(stack.pids)
+        pg_before = cpu_by_client(stack.pids["postgres"], services)
+        db_before = asyncio.run(_database_counters(stack.dsn))
+        since = asyncio.run(db_now(stack.dsn))
+        measured = wrk.run(stack.url, seconds, f"{ctx.run_id}-cpu")
+        until = asyncio.run(db_now(stack.dsn))
+        after = cpu_snapshot(stack.pids)
+        pg_after = cpu_by_client(stack.pids["postgres"], services)
+        db_after = asyncio.run(_database_counters(stack.dsn))
+        for sampler in samplers:
+            sampler.wait(timeout=30)
+        batches = _mean_batches(stack.metrics)
+        asyncio.run(wait_drained(stack.dsn, since_monotonic=0.0, timeout_s=60.0))
+        e2e = asyncio.run(end_to_end(stack.dsn, since, until))
+    orders = max(1, measured.ok_responses)
+    return Sample(
+        measured,
+        cpu_per_unit(before, after, orders),
+        {k: (pg_after[k] - pg_before.get(k, 0.0)) / orders * 1e6 for k in pg_after},
+        {k: (db_after[k] - db_before[k]) / orders for k in db_before},
+        batches,
+        e2e.p99_s,
+    )
+
+
+def _ranked(values: Mapping[str, float]) -> str:
+    return ", ".join(f"{k} {v:.0f}" for k, v in sorted(values.items(), key=lambda x: -x[1]))
+
+
+def report(label: str, sample: Sample) -> None:
+    m = sample.measured
+    e2e = "—" if sample.e2e_p99_s is None else f"{sample.e2e_p99_s * 1000:.0f} ms"
+    print(
+        f"{label}{m.ok_per_s:,.0f} orders/s, p99 {m.p99_s * 1000:.1f} ms, e2e p99 {e2e}; "
+        f"CPU per order {sum(sample.per_order.values()):.0f} µs: {_ranked(sample.per_order)}"
+    )
+    print(f"{' ' * len(label)}PostgreSQL serving: {_ranked(sample.served)}")
+    print(
+        f"{' ' * len(label)}per order: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in sample.database.items())
+        + "; mean batch sizes: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in sample.batches.items())
+    )
+
+
+def _pairs(text: str) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in text.split(",") if item)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.cpu", description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--broker", choices=BROKERS, default="kafka")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the stack")
+    parser.add_argument(
+        "--versus",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE[,NAME=VALUE] | sql:STATEMENT",
+        help="a variant measured in turn with the base (paired runs on the same PostgreSQL "
+        "and broker): settings, or a statement run on its database; repeat for more variants",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of base + variants")
     parser.add_argument(
         "--sql",
         action="append",
@@ -120,45 +200,24 @@ def main() -> int:
         "--profile", type=Path, help="also sample api, relay and worker with py-spy into DIR"
     )
     args = parser.parse_args()
-    extra = dict(item.split("=", 1) for item in args.env)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    base = _pairs(",".join(args.env))
+    variants = [("", base, args.sql)]
+    if args.versus:
+        variants = [("base: ", base, args.sql)]
+        for v in args.versus:
+            if v.startswith("sql:"):
+                variants.append((f"{v}: ", base, [*args.sql, v.removeprefix("sql:")]))
+            else:
+                variants.append((f"{v}: ", base | _pairs(v), args.sql))
     work_dir = Path(tempfile.mkdtemp(prefix="order-cpu-"))
     with infrastructure(work_dir, args.broker) as infra:
-        ctx = Context(infra)
-        with our_stack(ctx, **extra) as stack:
-            for statement in args.sql:
-                asyncio.run(_execute(stack.dsn, statement))
-            wrk.run(stack.url, WARMUP_S, f"{ctx.run_id}-warm")
-            samplers = _py_spy(stack.pids, args.seconds, args.profile) if args.profile else []
-            services = {name: stack.pids[name] for name in ("api", "relay", "worker")}
-            before = cpu_snapshot(stack.pids)
-            pg_before = cpu_by_client(stack.pids["postgres"], services)
-            db_before = asyncio.run(_database_counters(stack.dsn))
-            measured = wrk.run(stack.url, args.seconds, f"{ctx.run_id}-cpu")
-            after = cpu_snapshot(stack.pids)
-            pg_after = cpu_by_client(stack.pids["postgres"], services)
-            db_after = asyncio.run(_database_counters(stack.dsn))
-            for sampler in samplers:
-                sampler.wait(timeout=30)
-            batches = _mean_batches(stack.metrics)
-            asyncio.run(wait_drained(stack.dsn, since_monotonic=0.0, timeout_s=60.0))
+        for _ in range(args.rounds):
+            for label, env, sql in variants:
+                sample = measure(Context(infra), env, sql, args.seconds, args.profile)
+                report(label, sample)
+                sys.stdout.flush()
     shutil.rmtree(work_dir, ignore_errors=True)
-    orders = max(1, measured.ok_responses)
-    per_order = {name: (after[name] - before[name]) / orders * 1e6 for name in stack.pids}
-    print(
-        f"{measured.ok_per_s:,.0f} orders/s, p99 {measured.p99_s * 1000:.1f} ms; "
-        f"CPU per order {sum(per_order.values()):.0f} µs: "
-        + ", ".join(
-            f"{name} {us:.0f}" for name, us in sorted(per_order.items(), key=lambda x: -x[1])
-        )
-    )
-    served = {k: (pg_after[k] - pg_before.get(k, 0.0)) / orders * 1e6 for k in pg_after}
-    print(
-        "PostgreSQL serving: "
-        + ", ".join(f"{k} {v:.0f}" for k, v in sorted(served.items(), key=lambda x: -x[1]))
-    )
-    db = {k: (db_after[k] - db_before[k]) / orders for k in db_before}
-    print("per order: " + ", ".join(f"{k} {v:.2f}" for k, v in db.items()))
-    print("mean batch sizes: " + ", ".join(f"{k} {v:.1f}" for k, v in batches.items()))
     return 0
 
 

@@ -79,11 +79,16 @@ def stack_env(ctx: Context, dsn: str, extra: Mapping[str, str]) -> dict[str, str
 
 @contextmanager
 def our_stack(
-    ctx: Context, *, services: tuple[str, ...] = SERVICES, name: str = "ours", **extra_env: str
+    ctx: Context,
+    env: Mapping[str, str] | None = None,
+    *,
+    services: tuple[str, ...] = SERVICES,
+    name: str = "ours",
 ) -> Iterator[OurStack]:
-    """A fresh database migrated, then `services` started and ready (start more later)."""
+    """A fresh database migrated, then `services` started and ready (start more later); `env`
+    overrides the processes' settings."""
     dsn = ctx.infra.create_database(f"{name}_{ctx.run_id}_{ctx.infra.kind}")
-    env = stack_env(ctx, dsn, extra_env)
+    env = stack_env(ctx, dsn, env or {})
     migrate = Child("migrate", [str(BIN / "order-service"), "migrate"], env, ctx.log_path(name))
     migrate.start()
     migrate.wait_exit(60.0)
