@@ -25,7 +25,11 @@ from bench.processes import cpu_per_unit, cpu_snapshot
 from bench.stack import Context, OurStack, our_stack
 from order_service.domain.events import OrderCreated
 from order_service.domain.order import Order
-from order_service.messaging.envelope import OUTBOX_LANES, order_created_message
+from order_service.messaging.envelope import (
+    OUTBOX_LANES,
+    cloud_event_headers,
+    order_created_message,
+)
 from order_service.messaging.event_codec import decode
 
 DEFAULT_ROWS = 100_000
@@ -50,8 +54,7 @@ SELECT e.event_id, e.id, $3, e.id::text,
        convert_to(json_build_object(
          'schema_version', $4::int, 'id', e.id, 'item', e.item, 'quantity', e.quantity,
          'status', 'PENDING', 'created_at', e.at, 'updated_at', e.at)::text, 'UTF8'),
-       $5::jsonb || jsonb_build_object('ce_id', e.event_id::text, 'ce_subject', e.id::text,
-                                       'ce_time', e.at),
+       $5::jsonb || jsonb_build_object('ce_id', e.event_id::text, 'ce_time', e.at),
        crc32(convert_to(e.id::text, 'UTF8')) % $6, e.created_at
 FROM events e
 ORDER BY e.id
@@ -81,7 +84,7 @@ def _template(topic: str) -> dict[str, str]:
     message = order_created_message(
         OrderCreated.of(order), topic=topic, source=SOURCE, trace_headers={}
     )
-    varying = {"ce_id", "ce_subject", "ce_time"}
+    varying = {"ce_id", "ce_time"}
     return {k: v for k, v in message.headers.items() if k not in varying}
 
 
@@ -93,14 +96,17 @@ async def write_backlog(dsn: str, topic: str, rows: int) -> None:
         for start in range(1, rows + 1, CHUNK_ROWS):
             end = min(rows, start + CHUNK_ROWS - 1)
             await conn.execute(_INSERT_CHUNK, start, end, topic, 1, constant, OUTBOX_LANES)
-        sample = await conn.fetchrow("SELECT payload, headers FROM outbox ORDER BY id LIMIT 1")
+        sample = await conn.fetchrow(
+            "SELECT message_key, payload, headers FROM outbox ORDER BY id LIMIT 1"
+        )
         assert sample is not None
         headers = orjson.loads(sample["headers"])
-        api_headers = set(_template(topic)) | {"ce_id", "ce_subject", "ce_time"}
+        api_headers = set(_template(topic)) | {"ce_id", "ce_time"}
         if set(headers) != api_headers:
             raise AssertionError(f"backlog headers {sorted(headers)} != {sorted(api_headers)}")
         # The worker's own decoding: a row it would dead-letter would make the figure a lie.
-        decode(bytes(sample["payload"]), [(k, v.encode()) for k, v in headers.items()])
+        sent = cloud_event_headers(headers, key=str(sample["message_key"]), source=SOURCE)
+        decode(bytes(sample["payload"]), [(k, v.encode()) for k, v in sent.items()])
         await conn.execute("VACUUM ANALYZE orders, outbox")
     finally:
         await conn.close()

@@ -222,8 +222,9 @@ class Raw:
     headers: dict[str, str]
 
     @classmethod
-    def of(cls, message: OutboxMessage) -> Raw:
-        return cls(message.key, message.payload, dict(message.headers))
+    def of(cls, message: OutboxMessage, source: str = "order-service") -> Raw:
+        """As the relay sends it (`source`: the relay's SERVICE_NAME)."""
+        return cls(message.key, message.payload, message.wire_headers(source))
 
 
 async def produce(settings: Settings, messages: list[Raw], *, partition: int | None = None) -> None:

@@ -134,7 +134,7 @@ def test_the_code_sends_each_event_as_its_message_documents(case: str) -> None:
 
     assert address == message.topic
     assert schema_files == {newest(load_schemas(ROOT / "schemas"), family).file_name}
-    validator(f"{pointer}/headers").validate(message.headers)
+    validator(f"{pointer}/headers").validate(message.wire_headers(DEFAULTS.service_name))
     validator(f"{pointer}/payload/schema").validate(orjson.loads(message.payload))
 
 

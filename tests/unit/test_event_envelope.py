@@ -8,6 +8,7 @@ from order_service.domain.events import OrderCreated
 from order_service.domain.order import Order
 from order_service.messaging.envelope import (
     OUTBOX_LANES,
+    cloud_event_headers,
     kafka_headers,
     lane_of,
     order_created_message,
@@ -26,22 +27,46 @@ def _message():
     )
 
 
-def test_the_message_carries_the_cloudevents_binary_mode_headers() -> None:
+def test_the_message_is_sent_with_the_cloudevents_binary_mode_headers_in_order() -> None:
     event, message = _message()
 
-    assert message.headers["ce_specversion"] == "1.0"
-    assert message.headers["ce_id"] == str(event.event_id)
-    assert message.headers["ce_type"] == "order.created"
-    assert message.headers["ce_source"] == "/order-service"
-    assert message.headers["ce_time"] == event.order.created_at.isoformat()
-    assert message.headers["content-type"] == "application/json"
-    assert message.headers["traceparent"] == TRACEPARENT
+    assert list(message.wire_headers("order-service").items()) == [
+        ("ce_specversion", "1.0"),
+        ("ce_id", str(event.event_id)),
+        ("ce_type", "order.created"),
+        ("ce_source", "/order-service"),
+        ("ce_subject", str(event.order.id)),
+        ("ce_time", event.order.created_at.isoformat()),
+        ("ce_dataschema", "https://github.com/order-service/schemas/order.created.v1.json"),
+        ("content-type", "application/json"),
+        ("traceparent", TRACEPARENT),
+    ]
+
+
+def test_the_row_stores_only_the_attributes_that_vary_by_event() -> None:
+    event, message = _message()
+
+    assert message.headers == {
+        "ce_id": str(event.event_id),
+        "ce_type": "order.created",
+        "ce_time": event.order.created_at.isoformat(),
+        "ce_dataschema": event.schema.uri,
+        "traceparent": TRACEPARENT,
+    }
+
+
+def test_a_row_stored_with_every_header_is_sent_as_it_was_stored() -> None:
+    """Rows written before the compact form (or by another source) keep their own values."""
+    _, message = _message()
+    stored = message.wire_headers("old-name")
+
+    assert cloud_event_headers(stored, key=message.key, source="order-service") == stored
 
 
 def test_only_trace_context_headers_are_carried_over() -> None:
     _, message = _message()
 
-    assert "baggage" not in message.headers
+    assert "baggage" not in message.wire_headers("order-service")
 
 
 def test_the_key_is_the_order_id_and_the_value_is_the_order() -> None:

@@ -1,11 +1,16 @@
 """The Kafka message for an event: CloudEvents Kafka binding, binary mode, plus W3C trace context.
 
-Built once, at write time, and stored in the outbox row, so the relay sends bytes verbatim.
+Built once, at write time, and stored in the outbox row: key and payload verbatim, and of the
+headers only the attributes that vary by event (id, type, time, schema, trace context). The
+relay completes them (`cloud_event_headers`) with those every event of ours has alike (spec
+version, source, content type) or the row holds anyway (subject = key): a row is ~270 bytes
+smaller, in its insert and in every copy (bench/results.md).
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 from uuid import UUID
@@ -43,8 +48,12 @@ class OutboxMessage:
     topic: str
     key: str
     payload: bytes
-    headers: dict[str, str]
+    headers: dict[str, str]  # as stored: the attributes that vary by event
     lane: int
+
+    def wire_headers(self, source: str) -> dict[str, str]:
+        """The headers the relay sends for this message."""
+        return cloud_event_headers(self.headers, key=self.key, source=source)
 
 
 def lane_of(key: str) -> int:
@@ -56,15 +65,13 @@ def event_message(
 ) -> OutboxMessage:
     """Key = order id: every event of an order goes to one partition, in commit order (G4)."""
     key = str(event.order.id)
+    # The schema stays in the row: it is the writer's version of the payload, which a relay of
+    # another release must not restate. `source` is the relay's own (one service, one name).
     headers = {
-        "ce_specversion": EVENT_SPEC_VERSION,
         "ce_id": str(event.event_id),
         "ce_type": event.type,
-        "ce_source": f"/{source}",
-        "ce_subject": key,
         "ce_time": event.order.updated_at.isoformat(),
         "ce_dataschema": event.schema.uri,
-        "content-type": CONTENT_TYPE,
         **{k: v for k, v in trace_headers.items() if k in TRACE_HEADERS},
     }
     return OutboxMessage(
@@ -82,6 +89,32 @@ def order_created_message(
     event: OrderCreated, *, topic: str, source: str, trace_headers: dict[str, str]
 ) -> OutboxMessage:
     return event_message(event, topic=topic, source=source, trace_headers=trace_headers)
+
+
+# The binary-mode attributes in the order they are sent; what the row stores wins, so rows that
+# stored all of them (written before the compact form) are sent as they were.
+_WIRE_ORDER = (
+    "ce_specversion", "ce_id", "ce_type", "ce_source", "ce_subject", "ce_time", "ce_dataschema",
+    "content-type",
+)  # fmt: skip
+
+
+def cloud_event_headers(stored: Mapping[str, str], *, key: str, source: str) -> dict[str, str]:
+    """A row's stored headers completed into the CloudEvents binary-mode headers it is sent with."""
+    alike = {
+        "ce_specversion": EVENT_SPEC_VERSION,
+        "ce_source": f"/{source}",
+        "ce_subject": key,
+        "content-type": CONTENT_TYPE,
+    }
+    headers = {}
+    for name in _WIRE_ORDER:
+        value = stored.get(name) or alike.get(name)
+        if value is not None:
+            headers[name] = value
+    for name, value in stored.items():
+        headers.setdefault(name, value)
+    return headers
 
 
 def kafka_headers(headers: dict[str, str]) -> list[tuple[str, bytes]]:

@@ -20,6 +20,7 @@ from opentelemetry.trace import Span
 from order_service.config import Settings
 from order_service.domain.events import StatusEventType
 from order_service.messaging.batch_send import OutgoingMessage, send_in_batches
+from order_service.messaging.envelope import cloud_event_headers
 from order_service.messaging.housekeeping import Housekeeping
 from order_service.messaging.kafka_client import create_producer
 from order_service.messaging.kafka_tracing import end_spans, start_publish_span
@@ -80,6 +81,7 @@ class Relay:
         # Bounds the wait for a connection and its release: a hung database costs a timeout.
         self._acquire_timeout_s = settings.db_connect_timeout_s
         self._housekeeping = Housekeeping(settings, pool)
+        self._source = settings.service_name
 
     @property
     def producer(self) -> AIOKafkaProducer | None:
@@ -156,7 +158,8 @@ class Relay:
         try:
             outgoing = []
             for row in rows:
-                span, headers = start_publish_span(row.topic, row.key, row.event_id, row.headers)
+                stored = cloud_event_headers(row.headers, key=row.key, source=self._source)
+                span, headers = start_publish_span(row.topic, row.key, row.event_id, stored)
                 spans.append(span)
                 outgoing.append(OutgoingMessage(row.topic, row.key.encode(), row.payload, headers))
             # The whole publish is bounded: metadata, a full accumulator and the acks alike.
