@@ -2,9 +2,9 @@
 
 `AIOKafkaProducer.send` costs tens of microseconds of Python per message; appending to a
 `BatchBuilder` and submitting whole batches costs a fraction of that, which matters because
-the relay publishes every event. Partitions are chosen with the producer's default
-partitioner (murmur2 of the key, as the Java client), so keys land where `send` would put
-them, and each partition's messages keep their order (G4).
+the relay publishes every event. Partitions are chosen as the producer's default partitioner
+chooses them (murmur2 of the key, as the Java client; see partitioning), so keys land where
+`send` would put them, and each partition's messages keep their order (G4).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 
 from order_service.messaging.envelope import kafka_headers
+from order_service.messaging.partitioning import KeyPartitioner
 
-_partitioner = DefaultPartitioner()
+_partition_of = KeyPartitioner()
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +38,7 @@ async def send_in_batches(
     for message in messages:
         if message.topic not in partitions:
             partitions[message.topic] = sorted(await producer.partitions_for(message.topic))
-        known = partitions[message.topic]
-        partition = _partitioner(message.key, known, known)
+        partition = _partition_of(message.key, partitions[message.topic])
         grouped.setdefault((message.topic, partition), []).append(message)
     futures = []
     for (topic, partition), group in grouped.items():
