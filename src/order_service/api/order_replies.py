@@ -9,8 +9,11 @@ from starlette.responses import Response
 
 from order_service.api.container import ApiContainer
 from order_service.domain.order import Order
+from order_service.observability.http_metrics import LabelledChildren
 from order_service.observability.metrics import IDEMPOTENT_REPLAYS, ORDERS_CREATED
 from order_service.service.place_order import IdempotencyContext, PlacementResult, Renderer
+
+_created = LabelledChildren(ORDERS_CREATED)
 
 JSON = "application/json"
 
@@ -79,5 +82,5 @@ async def place_and_reply(
     if result.replayed:
         IDEMPOTENT_REPLAYS.inc()
     else:
-        ORDERS_CREATED.labels(endpoint=endpoint).inc()
+        _created(endpoint).inc()
     return reply(result, location=endpoint == "orders")
