@@ -64,6 +64,7 @@ ORDER BY e.id
 @dataclass
 class BacklogResult:
     rows: int
+    relays: int = 1
     insert_s: float = 0.0
     drain_s: float | None = None  # relay started -> every row acknowledged and marked
     drain_rate: float | None = None  # events/s between the first and the last mark
@@ -143,17 +144,6 @@ def counter(url: str, name: str) -> float:
     )
 
 
-def _wait(url: str, name: str, target: int, timeout_s: float) -> bool:
-    """Until the process's counter `name` reaches `target` (polled from its /metrics, which
-    costs the database nothing); False at the timeout."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if counter(url, name) >= target:
-            return True
-        time.sleep(0.25)
-    return False
-
-
 # Published rows counted by the relay's acks; CONFIRMED orders by the worker's commits. The
 # database is asked once, at the end, to check them and to time the first and the last.
 PUBLISHED = "outbox_published"
@@ -170,23 +160,40 @@ SETTLE_SPAN = (
 )
 
 
-def _started(stack: OurStack, service: str, metric: str) -> tuple[dict[str, float], float]:
-    """Start `service`; returns the CPU snapshot and the work already counted once it is
-    ready, so that its start-up (imports, connections) is not counted as work."""
-    stack.start(service)
-    return cpu_snapshot(stack.pids), counter(stack.metrics[service], metric)
+def _started(stack: OurStack, names: list[str], metric: str) -> tuple[dict[str, float], float]:
+    """Start these processes; returns the CPU snapshot and the work they already counted once
+    ready, so that their start-up (imports, connections) is not counted as work."""
+    stack.start(*names)
+    return cpu_snapshot(stack.pids), sum(counter(stack.metrics[n], metric) for n in names)
+
+
+def _counted(stack: OurStack, names: list[str], metric: str) -> float:
+    return sum(counter(stack.metrics[n], metric) for n in names)
+
+
+def _wait(stack: OurStack, names: list[str], metric: str, target: int, timeout_s: float) -> bool:
+    """Until the processes' counters `metric` add up to `target` (polled from their /metrics,
+    which costs the database nothing); False at the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if _counted(stack, names, metric) >= target:
+            return True
+        time.sleep(0.25)
+    return False
 
 
 def backlog(
     ctx: Context,
     rows: int = DEFAULT_ROWS,
     *,
+    relays: int = 1,
     settle: bool = True,
     env: Mapping[str, str] | None = None,
 ) -> BacklogResult:
-    """`settle=False` stops after the drain (for comparing relay settings); `env` is given
-    to the stack's processes."""
-    result = BacklogResult(rows)
+    """`relays` drain together (each claims its own lanes); `settle=False` stops after the
+    drain (for comparing relay settings); `env` is given to the stack's processes."""
+    result = BacklogResult(rows, relays=relays)
+    relay_names = ["relay", *(f"relay-{n}" for n in range(2, relays + 1))]
     # Generous: a 2-core machine shared with other work drains at well over 500 events/s.
     timeout_s = 120.0 + rows / 500
     with our_stack(ctx, env, services=(), name="backlog") as stack:
@@ -195,8 +202,8 @@ def backlog(
         result.insert_s = time.monotonic() - started
 
         started = time.monotonic()
-        before, done = _started(stack, "relay", PUBLISHED)
-        if not _wait(stack.metrics["relay"], PUBLISHED, rows, timeout_s):
+        before, done = _started(stack, relay_names, PUBLISHED)
+        if not _wait(stack, relay_names, PUBLISHED, rows, timeout_s):
             result.error = f"the relay did not drain {rows:,} rows in {timeout_s:.0f} s"
             return result
         result.drain_s = time.monotonic() - started
@@ -206,10 +213,10 @@ def backlog(
             return result
 
         started = time.monotonic()
-        before, done = _started(stack, "worker", PROCESSED)
-        # Settled: applied by the worker, and its order.confirmed published by the relay.
-        settled = _wait(stack.metrics["worker"], PROCESSED, rows, timeout_s) and _wait(
-            stack.metrics["relay"], PUBLISHED, 2 * rows, timeout_s
+        before, done = _started(stack, ["worker"], PROCESSED)
+        # Settled: applied by the worker, and its order.confirmed published by the relays.
+        settled = _wait(stack, ["worker"], PROCESSED, rows, timeout_s) and _wait(
+            stack, relay_names, PUBLISHED, 2 * rows, timeout_s
         )
         if not settled:
             result.error = f"the worker did not settle {rows:,} orders in {timeout_s:.0f} s"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import resource
 import shutil
 import subprocess
 import sys
@@ -26,10 +27,10 @@ import httpx
 from bench import wrk
 from bench.delivery import db_now, end_to_end, wait_drained
 from bench.infra import BROKERS, infrastructure
-from bench.phases import WARMUP_S
+from bench.phases import WARMUP_S, warm_broker
 from bench.postgres_cpu import cpu_by_client
 from bench.processes import cpu_per_unit, cpu_snapshot
-from bench.stack import Context, our_stack
+from bench.stack import SERVICES, Context, our_stack
 
 
 def _py_spy(pids: Mapping[str, int], seconds: float, out: Path) -> list[subprocess.Popen[bytes]]:
@@ -70,6 +71,8 @@ def _mean_batches(metrics: Mapping[str, str]) -> dict[str, float]:
     }
     means: dict[str, float] = {}
     for process, name in wanted.items():
+        if process not in metrics:
+            continue
         text = httpx.get(metrics[process], timeout=5).text
         for family in text_string_to_metric_families(text):
             if family.name != name:
@@ -118,29 +121,44 @@ class Sample:
     e2e_p99_s: float | None
 
 
+def _children_cpu_s() -> float:
+    """CPU of this process's reaped children: wrk's, once `wrk.run` has waited for it."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure(
-    ctx: Context, env: Mapping[str, str], sql: list[str], seconds: float, profile: Path | None
+    ctx: Context,
+    env: Mapping[str, str],
+    sql: list[str],
+    seconds: float,
+    profile: Path | None = None,
+    services: tuple[str, ...] = SERVICES,
 ) -> Sample:
-    with our_stack(ctx, env) as stack:
+    """One stack (`services` of it), warmed, then wrk for `seconds`: CPU per accepted order of
+    each process, wrk's included (it shares the cores)."""
+    with our_stack(ctx, env, services=services) as stack:
         for statement in sql:
             asyncio.run(_execute(stack.dsn, statement))
         wrk.run(stack.url, WARMUP_S, f"{ctx.run_id}-warm")
         samplers = _py_spy(stack.pids, seconds, profile) if profile else []
-        services = {name: stack.pids[name] for name in ("api", "relay", "worker")}
-        before = cpu_snapshot(stack.pids)
-        pg_before = cpu_by_client(stack.pids["postgres"], services)
+        clients = {name: stack.pids[name] for name in services}
+        before = cpu_snapshot(stack.pids) | {"wrk": _children_cpu_s()}
+        pg_before = cpu_by_client(stack.pids["postgres"], clients)
         db_before = asyncio.run(_database_counters(stack.dsn))
         since = asyncio.run(db_now(stack.dsn))
         measured = wrk.run(stack.url, seconds, f"{ctx.run_id}-cpu")
         until = asyncio.run(db_now(stack.dsn))
-        after = cpu_snapshot(stack.pids)
-        pg_after = cpu_by_client(stack.pids["postgres"], services)
+        after = cpu_snapshot(stack.pids) | {"wrk": _children_cpu_s()}
+        pg_after = cpu_by_client(stack.pids["postgres"], clients)
         db_after = asyncio.run(_database_counters(stack.dsn))
         for sampler in samplers:
             sampler.wait(timeout=30)
         batches = _mean_batches(stack.metrics)
-        asyncio.run(wait_drained(stack.dsn, since_monotonic=0.0, timeout_s=60.0))
-        e2e = asyncio.run(end_to_end(stack.dsn, since, until))
+        e2e_p99_s = None
+        if "worker" in services:
+            asyncio.run(wait_drained(stack.dsn, since_monotonic=0.0, timeout_s=60.0))
+            e2e_p99_s = asyncio.run(end_to_end(stack.dsn, since, until)).p99_s
     orders = max(1, measured.ok_responses)
     return Sample(
         measured,
@@ -148,7 +166,7 @@ def measure(
         {k: (pg_after[k] - pg_before.get(k, 0.0)) / orders * 1e6 for k in pg_after},
         {k: (db_after[k] - db_before[k]) / orders for k in db_before},
         batches,
-        e2e.p99_s,
+        e2e_p99_s,
     )
 
 
@@ -212,6 +230,7 @@ def main() -> int:
                 variants.append((f"{v}: ", base | _pairs(v), args.sql))
     work_dir = Path(tempfile.mkdtemp(prefix="order-cpu-"))
     with infrastructure(work_dir, args.broker) as infra:
+        warm_broker(Context(infra))
         for _ in range(args.rounds):
             for label, env, sql in variants:
                 sample = measure(Context(infra), env, sql, args.seconds, args.profile)

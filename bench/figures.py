@@ -87,8 +87,9 @@ def backlog_lines(result: BacklogResult, ceiling: float | None) -> list[str]:
         + ("" if result.rows == QUOTED_ROWS else f"; results.md quotes {QUOTED_ROWS:,}")
     ]
     if result.drain_s is not None and result.drain_rate is not None:
+        relays = "one relay" if result.relays == 1 else f"{result.relays} relays"
         lines.append(
-            f"relay drain: {result.drain_s:,.1f} s from its start, "
+            f"drain by {relays}: {result.drain_s:,.1f} s from the start, "
             f"{result.drain_rate:,.0f} events/s acknowledged and marked (first to last); "
             f"CPU per event {_cpu(result.drain_cpu_us)}"
         )

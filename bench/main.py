@@ -1,10 +1,10 @@
 """`make bench`: every figure in one run, then the report; exit 1 if anything failed or an
 order was lost.
 
-PostgreSQL runs throughout; the brokers one after the other. With Tansu: the ceiling, the
-seed's design, ours. With Apache Kafka: the seed's design, ours, latency under rising load and
-the backlog drain. The ceiling comes first so that both brokers' ratios are taken minutes
-from it, not a quarter of an hour.
+PostgreSQL runs throughout; the brokers one after the other, each warmed up by our stack
+under load first. With Tansu: the ceiling, the seed's design, ours. With Apache Kafka: the
+seed's design, ours, latency under rising load and the backlog drain. The ceiling comes first
+so that both brokers' ratios are taken minutes from it, not a quarter of an hour.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from rich.status import Status
 from bench import figures, load_plot, report
 from bench.backlog import DEFAULT_ROWS, QUOTED_ROWS, BacklogResult, backlog
 from bench.infra import BROKER_LABELS, BrokerKind, Infra, broker, postgres
-from bench.phases import BROKER_PHASES, LABELS, PhaseResult, ceiling
+from bench.phases import BROKER_PHASES, LABELS, PhaseResult, ceiling, warm_broker
 from bench.stack import Context
 from bench.sweep import SweepResult, sweep
 
@@ -39,6 +39,9 @@ def _arguments() -> argparse.Namespace:
         default=DEFAULT_ROWS,
         help=f"rows in the backlog drain (default {DEFAULT_ROWS:,}: a quick run; results.md "
         f"quotes {QUOTED_ROWS:,}; 0 skips it)",
+    )
+    parser.add_argument(
+        "--backlog-relays", type=int, default=1, help="relays draining the backlog together"
     )
     parser.add_argument("--no-sweep", action="store_true", help="skip latency under rising load")
     return parser.parse_args()
@@ -65,6 +68,8 @@ def main() -> int:
             status.update(f"starting {BROKER_LABELS[kind]} ...")
             with broker(kind, work_dir) as server:
                 ctx = Context(Infra(pg, server, kind, work_dir))
+                status.update(f"warming {BROKER_LABELS[kind]} up ...")
+                warm_broker(ctx)
                 for phase in phases:
                     status.update(f"{phase.__name__} on {BROKER_LABELS[kind]} ...")
                     run.phases.append(_phase(phase, ctx))
@@ -95,7 +100,8 @@ def _growth_figures(
     if args.backlog > 0:
         status.update(f"backlog drain of {args.backlog:,} rows ...")
         run.backlog = _guarded(
-            lambda: backlog(ctx, args.backlog), lambda e: BacklogResult(args.backlog, error=e)
+            lambda: backlog(ctx, args.backlog, relays=args.backlog_relays),
+            lambda e: BacklogResult(args.backlog, relays=args.backlog_relays, error=e),
         )
         _done(console, "backlog drain", run.backlog.ok)
 

@@ -80,6 +80,17 @@ def _drive(result: PhaseResult, url: str, ctx: Context, pids: dict[str, int]) ->
     _measure(result, url, ctx, pids)
 
 
+BROKER_WARMUP_S = 15.0
+
+
+def warm_broker(ctx: Context) -> None:
+    """Our stack under wrk for a while, the result dropped: Apache Kafka's JVM compiles its hot
+    paths during its first minute of load (C2 compiler threads take a core's share), which a
+    broker in service has long done; the same for Tansu, so both are measured alike."""
+    with our_stack(ctx, name="warmup") as stack:
+        wrk.run(stack.url, BROKER_WARMUP_S, f"{ctx.run_id}-broker-warmup")
+
+
 def ceiling(ctx: Context) -> PhaseResult:
     result = PhaseResult("ceiling", LABELS["ceiling"])
     port = free_port()

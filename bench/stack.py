@@ -44,11 +44,12 @@ class OurStack:
         return {name: f"http://127.0.0.1:{port}/metrics" for name, port in self.ports.items()}
 
     def start(self, *names: str) -> None:
-        """Start these services and wait until each is ready."""
+        """Start these services and wait until each is ready. `relay-2` is a second relay."""
         children = []
         for name in names:
             port = free_port()
-            argv = [str(BIN / "order-service"), name, "--host", "127.0.0.1", "--port", str(port)]
+            service = name.partition("-")[0]
+            argv = [str(BIN / "order-service"), service, "--host", "127.0.0.1", "--port", str(port)]
             child = Child(name, argv, self.env, self.ctx.log_path(name))
             child.start()
             self._children.callback(child.stop)
