@@ -51,8 +51,8 @@ typecheck: install ## mypy --strict on src/
 migrate: install ## alembic upgrade head against POSTGRES_DSN
 	$(BIN)/order-service migrate
 
-bench: install system-deps kafka ## measure: framework ceiling vs seed design vs our stack (prints + bench/results.md)
-	$(BIN)/python -m bench
+bench: install system-deps kafka ## measure on Apache Kafka and Tansu: ceiling, seed design, ours, load curve, backlog drain (BACKLOG=1000000 for the full drain)
+	$(BIN)/python -m bench $(if $(BACKLOG),--backlog $(BACKLOG))
 
 clean: ## remove the venv and the dev data
 	rm -rf $(VENV) .venv-helm .uv .dev .mypy_cache .ruff_cache

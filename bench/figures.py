@@ -84,7 +84,12 @@ def backlog_lines(result: BacklogResult, ceiling: float | None) -> list[str]:
     lines = [
         f"backlog of {result.rows:,} orders (1 outbox row each) written in "
         f"{result.insert_s:,.1f} s with the relay stopped"
-        + ("" if result.rows == QUOTED_ROWS else f"; results.md quotes {QUOTED_ROWS:,}")
+        + (
+            ""
+            if result.rows == QUOTED_ROWS
+            else f" (a quick run: `make bench BACKLOG={QUOTED_ROWS}` drains the {QUOTED_ROWS:,} "
+            "the notes quote)"
+        )
     ]
     if result.drain_s is not None and result.drain_rate is not None:
         relays = "one relay" if result.relays == 1 else f"{result.relays} relays"

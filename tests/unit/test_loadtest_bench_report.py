@@ -172,5 +172,5 @@ def test_the_backlog_drain_is_compared_with_the_peer_as_ratios_to_this_runs_ceil
     assert "10,000 events/s" in text and "= 2.00x this run's ceiling (5,000 req/s)" in text
     assert "14,500 events/s = 2.90x this machine's ceiling — other hardware" in text
     assert "5,000 orders/s CONFIRMED" in text
-    assert "results.md quotes" not in lines[0]
-    assert "results.md quotes 1,000,000" in figures.backlog_lines(BacklogResult(10), None)[0]
+    assert "quick run" not in lines[0]
+    assert "BACKLOG=1000000" in figures.backlog_lines(BacklogResult(10), None)[0]
