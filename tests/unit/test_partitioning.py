@@ -9,7 +9,7 @@ import uuid
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.partitioner import murmur2 as reference_murmur2
 
-from order_service.messaging.partitioning import KeyPartitioner, murmur2
+from order_service.messaging.partitioning import murmur2, partition_of
 
 
 def test_murmur2_equals_the_reference_for_every_length_and_byte() -> None:
@@ -23,17 +23,9 @@ def test_murmur2_equals_the_reference_for_every_length_and_byte() -> None:
     assert murmur2(b"\xff" * 37) == reference_murmur2(b"\xff" * 37)
 
 
-def test_partitions_match_the_default_partitioner_also_for_remembered_keys() -> None:
+def test_partitions_match_the_default_partitioner() -> None:
     reference = DefaultPartitioner()
-    ours = KeyPartitioner(recent_keys=8)
-    keys = [str(uuid.uuid4()).encode() for _ in range(50)]
-    for partitions in ([0], [0, 1, 2], list(range(12))):
-        for key in keys + keys[::-1]:  # the second pass finds some keys remembered
-            assert ours(key, partitions) == reference(key, partitions, partitions)
-
-
-def test_only_the_most_recent_keys_are_remembered() -> None:
-    ours = KeyPartitioner(recent_keys=3)
-    for n in range(10):
-        ours(str(n).encode(), [0, 1])
-    assert list(ours._hashes) == [b"7", b"8", b"9"]
+    keys = [str(uuid.uuid4()).encode() for _ in range(200)]
+    for partitions in ([0], [0, 1, 2], list(range(12)), list(range(48))):
+        for key in keys:
+            assert partition_of(key, partitions) == reference(key, partitions, partitions)

@@ -16,9 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from order_service.messaging.envelope import kafka_headers
-from order_service.messaging.partitioning import KeyPartitioner
-
-_partition_of = KeyPartitioner()
+from order_service.messaging.partitioning import partition_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +36,7 @@ async def send_in_batches(
     for message in messages:
         if message.topic not in partitions:
             partitions[message.topic] = sorted(await producer.partitions_for(message.topic))
-        partition = _partition_of(message.key, partitions[message.topic])
+        partition = partition_of(message.key, partitions[message.topic])
         grouped.setdefault((message.topic, partition), []).append(message)
     futures = []
     for (topic, partition), group in grouped.items():

@@ -158,8 +158,8 @@ class Relay:
         try:
             outgoing = []
             for row in rows:
-                stored = cloud_event_headers(row.headers, key=row.key, source=self._source)
-                span, headers = start_publish_span(row.topic, row.key, row.event_id, stored)
+                complete = cloud_event_headers(row.headers, key=row.key, source=self._source)
+                span, headers = start_publish_span(row.topic, row.key, row.event_id, complete)
                 spans.append(span)
                 outgoing.append(OutgoingMessage(row.topic, row.key.encode(), row.payload, headers))
             # The whole publish is bounded: metadata, a full accumulator and the acks alike.
