@@ -63,8 +63,9 @@ class OurStack:
         self._children.close()
 
 
-def stack_env(ctx: Context, dsn: str, extra: Mapping[str, str]) -> dict[str, str]:
-    run = f"{ctx.run_id}.{ctx.infra.kind}"
+def stack_env(ctx: Context, name: str, dsn: str, extra: Mapping[str, str]) -> dict[str, str]:
+    """Topics and consumer group of this stack's own: no phase reads another's events."""
+    run = f"{name}.{ctx.run_id}.{ctx.infra.kind}"
     return {
         "POSTGRES_DSN": dsn,
         "KAFKA_BOOTSTRAP_SERVERS": ctx.infra.bootstrap_servers,
@@ -89,7 +90,7 @@ def our_stack(
     """A fresh database migrated, then `services` started and ready (start more later); `env`
     overrides the processes' settings."""
     dsn = ctx.infra.create_database(f"{name}_{ctx.run_id}_{ctx.infra.kind}")
-    env = stack_env(ctx, dsn, env or {})
+    env = stack_env(ctx, name, dsn, env or {})
     migrate = Child("migrate", [str(BIN / "order-service"), "migrate"], env, ctx.log_path(name))
     migrate.start()
     migrate.wait_exit(60.0)
