@@ -99,6 +99,7 @@ class DevHome:
     )
     current: Terminal | None = None
     runs: int = 0
+    broker: str = "tansu"
 
     @property
     def data_dir(self) -> Path:
@@ -116,6 +117,7 @@ class DevHome:
             *("--postgres-port", str(self.ports["pg"]), "--kafka-port", str(self.ports["kafka"])),
             *("--api-port", str(self.ports["api"]), "--relay-port", str(self.ports["relay"])),
             *("--worker-port", str(self.ports["worker"])),
+            *("--broker", self.broker),
         ]
 
     def launch(self, *, legacy: bool = False) -> Terminal:
@@ -158,7 +160,9 @@ class DevHome:
             dev.hang_up()
 
     def ports_free(self) -> bool:
-        return all(is_free("127.0.0.1", port) for port in self.ports.values())
+        # Apache Kafka's controller listens on the port after the broker's.
+        extra = [self.ports["kafka"] + 1] if self.broker == "kafka" else []
+        return all(is_free("127.0.0.1", port) for port in [*self.ports.values(), *extra])
 
 
 def stack_of(dev: Terminal) -> list[psutil.Process]:
@@ -197,7 +201,8 @@ def kill_stack(processes: list[psutil.Process]) -> None:
             process.send_signal(signal.SIGKILL)
 
 
-def places_and_confirms_an_order(api: str) -> None:
+def places_and_confirms_an_order(api: str) -> str:
+    """The seed's POST /order, then its status until CONFIRMED; returns the order id."""
     placed = httpx.post(f"{api}/order", json={"item": "book", "quantity": 2}, timeout=10)
     assert placed.status_code == 200, placed.text
     assert placed.json()["message"] == "Order placed successfully"
@@ -208,3 +213,4 @@ def places_and_confirms_an_order(api: str) -> None:
         status = httpx.get(f"{api}/orders/{order_id}", timeout=5).json()["status"]
         time.sleep(0.1)
     assert status == "CONFIRMED"
+    return str(order_id)

@@ -128,9 +128,12 @@ async def _reader(
     consumer = create_consumer(settings, group_id=None, fetch_max_wait_ms=FETCH_TIMEOUT_MS)
     try:
         await consumer.start()
-        if topic not in await consumer.topics():
+        # The whole cluster's metadata, once: a consumer without a subscription holds none of
+        # `topic`'s partitions (Apache Kafka answers the bootstrap request with no topics).
+        metadata = await consumer._client.fetch_all_metadata()
+        if topic not in metadata.topics():
             raise UnknownTopic(f"topic {topic} does not exist")
-        partitions = consumer.partitions_for_topic(topic) or set()
+        partitions = metadata.partitions_for_topic(topic) or set()
         assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(assigned)
         await consumer.seek_to_beginning(*assigned)
