@@ -121,7 +121,7 @@ class OrderCancellation:
                     owner,
                     render=lambda order: render(order)[1],
                     status_message=status_message,
-                    now=utcnow(),
+                    clock=utcnow,
                     idempotency=key,
                     claim=claim if idempotency else None,
                 ),
