@@ -1,7 +1,11 @@
 """`order-service events`: a topic read from its beginning on the real broker, every record
 summarised (also one with neither key nor value, or nested past any parser's depth), one order's
 events in their order, the last N, a clear one-line error for a topic that does not exist,
-`--follow`, and a topic that keeps receiving events while it is read."""
+`--follow`, and a topic that keeps receiving events while it is read.
+
+Broker-agnostic (Tansu, Apache Kafka). On Apache Kafka 4.1.1 landed main failed every read
+here: its unsubscribed consumer knew no partition of the topic ("No partitions are currently
+assigned")."""
 
 from __future__ import annotations
 

@@ -138,9 +138,13 @@ async def _reader(
     consumer = create_consumer(settings, group_id=None, fetch_max_wait_ms=FETCH_TIMEOUT_MS)
     try:
         await consumer.start()
-        if topic not in await consumer.topics():
+        # The partitions from a metadata request of our own: `partitions_for_topic` answers
+        # from the consumer's metadata, which for one without a subscription holds no topic on
+        # Apache Kafka (Tansu sends every topic), and aiokafka's consumer has no public call.
+        metadata = await consumer._client.fetch_all_metadata()
+        partitions = metadata.partitions_for_topic(topic)
+        if not partitions:
             raise UnknownTopic(f"topic {topic} does not exist")
-        partitions = consumer.partitions_for_topic(topic) or set()
         assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(assigned)
         await consumer.seek_to_beginning(*assigned)
