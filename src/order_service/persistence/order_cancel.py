@@ -67,7 +67,9 @@ class CancelRequest:
     owner: str | None  # None: any order (orders:admin)
     render: Render  # the reply body for the order after the change
     status_message: StatusMessage  # the `order.cancelled` outbox message for it
-    now: datetime
+    # Read once the order is locked: a cancel that waited for the worker's transaction is
+    # stamped after the confirmation it follows, not when it began waiting.
+    clock: Callable[[], datetime]
     # (principal, key) and how to make its idempotency record, when a key came with it.
     idempotency: tuple[str, str] | None = None
     claim: Callable[[Order, bytes], IdempotencyClaim] | None = None
@@ -118,7 +120,7 @@ async def _cancel_in_transaction(conn: asyncpg.Connection, request: CancelReques
             f"SELECT {STOCK_COLUMNS} FROM stock WHERE item = $1 FOR UPDATE", order.item
         )
         stock = stock_of(stock_row) if stock_row else None
-    result = cancel(order, stock, now=request.now)  # InvalidTransition for REJECTED
+    result = cancel(order, stock, now=request.clock())  # InvalidTransition for REJECTED
     if result.changed:
         message = request.status_message(result.order)
         await conn.execute(
