@@ -130,13 +130,24 @@ async def _reader(
         await consumer.start()
         if topic not in await consumer.topics():
             raise UnknownTopic(f"topic {topic} does not exist")
-        partitions = consumer.partitions_for_topic(topic) or set()
+        partitions = await _partitions(consumer, topic)
         assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(assigned)
         await consumer.seek_to_beginning(*assigned)
         yield consumer, await consumer.end_offsets(assigned)
     finally:
         await stop_quietly("topic reader", consumer.stop(), settings.shutdown_timeout_s)
+
+
+async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    """Every partition of `topic`. The consumer has a topic's metadata only once it tracks the
+    topic (Apache Kafka answers the bootstrap's metadata request with no topics): assigning
+    partition 0, which every topic has, makes it track the topic, and its end offset is
+    answered only once that metadata is there."""
+    first = TopicPartition(topic, 0)
+    consumer.assign([first])
+    await consumer.end_offsets([first])
+    return set(consumer.partitions_for_topic(topic) or {0})
 
 
 async def _read_until(
