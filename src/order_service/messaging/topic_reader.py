@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from order_service.config import Settings
 from order_service.messaging.dlq import header
 from order_service.messaging.kafka_client import create_consumer
+from order_service.messaging.kafka_security import refusal_explained
 from order_service.messaging.lifecycle import stop_quietly
 
 FETCH_TIMEOUT_MS = 1000
@@ -127,7 +128,8 @@ async def _reader(
     """A consumer on every partition of `topic`, at the beginning, and their end offsets."""
     consumer = create_consumer(settings, group_id=None, fetch_max_wait_ms=FETCH_TIMEOUT_MS)
     try:
-        await consumer.start()
+        async with refusal_explained(settings):
+            await consumer.start()
         if topic not in await consumer.topics():
             raise UnknownTopic(f"topic {topic} does not exist")
         partitions = await _partitions(consumer, topic)
