@@ -5,6 +5,7 @@ arrange and check records independently of the service's security settings."""
 from __future__ import annotations
 
 import secrets
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -81,3 +82,4 @@ def secure_kafka() -> Iterator[SecureKafka]:
         )
     finally:
         broker.destroy()
+        shutil.rmtree(base, ignore_errors=True)  # the keys, the certificates, the log
