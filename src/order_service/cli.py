@@ -163,11 +163,16 @@ def dlq_replay(
     dry_run: Annotated[bool, typer.Option(help="Only count what would be replayed.")] = False,
 ) -> None:
     """Re-publish dead-lettered events to their original topic."""
+    from order_service.domain.errors import ServiceUnavailable
     from order_service.messaging.dlq import replay_dlq
+    from order_service.messaging.kafka_security import KafkaAccessRefused
 
     settings = settings_or_fail()
     _init_observability(settings, "dlq-replay")
-    count = asyncio.run(replay_dlq(settings, limit=limit, dry_run=dry_run))
+    try:
+        count = asyncio.run(replay_dlq(settings, limit=limit, dry_run=dry_run))
+    except (ServiceUnavailable, KafkaAccessRefused) as exc:
+        fail(str(exc))
     verb = "would replay" if dry_run else "replayed"
     typer.echo(f"{verb} {count} event(s) from {settings.dlq_topic}")
 

@@ -70,6 +70,9 @@ class KafkaBroker:
     netns: str | None = None  # start inside this network namespace (`ip netns add`)
     listeners: Sequence[Listener] = ()
     properties: Mapping[str, str] = field(default_factory=dict)
+    # SCRAM-SHA-512 users (name -> password) written into the metadata when storage is formatted
+    # (KIP-900), so a SASL listener has its users before the node first starts.
+    scram_users: Mapping[str, str] = field(default_factory=dict)
     heap_mb: int = 512
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
@@ -149,6 +152,11 @@ class KafkaBroker:
                 "--config",
                 str(config),
                 "--ignore-formatted",
+                *(
+                    arg
+                    for name, password in self.scram_users.items()
+                    for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")
+                ),
                 heap_mb=128,
             ),
             capture_output=True,

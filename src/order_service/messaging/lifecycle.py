@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from order_service.config import Settings
 from order_service.domain.errors import ServiceUnavailable
 from order_service.messaging.kafka_client import create_consumer, create_producer, ensure_topics
+from order_service.messaging.kafka_security import KafkaAccessRefused, refusal_explained
 from order_service.observability.logging import get_logger
 from order_service.persistence.database import create_pool
 from order_service.persistence.dsn import parse_dsn
@@ -50,7 +51,11 @@ async def _with_backoff(settings: Settings, what: str, operation: Callable[[], A
             deadline_s=settings.startup_timeout_s,
             on_retry=on_retry,
         )
+    except KafkaAccessRefused as exc:  # names the server and the setting to fix
+        raise ServiceUnavailable(str(exc)) from exc
     except Exception as exc:
+        if not _retryable(exc):  # a bad setting: it failed at once, not after the budget
+            raise ServiceUnavailable(f"{what}: {exc or type(exc).__name__}") from exc
         raise ServiceUnavailable(
             f"{what} unreachable after {settings.startup_timeout_s:g}s: {exc or type(exc).__name__}"
         ) from exc
@@ -70,8 +75,17 @@ async def open_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:
     )
 
 
+async def _kafka_with_backoff(settings: Settings, operation: Callable[[], Awaitable[T]]) -> T:
+    async def attempt() -> T:
+        async with refusal_explained(settings):  # a refused login or certificate: at once
+            result = await operation()
+        return result
+
+    return await _with_backoff(settings, kafka_name(settings), attempt)
+
+
 async def prepare_topics(settings: Settings) -> None:
-    await _with_backoff(settings, kafka_name(settings), lambda: ensure_topics(settings))
+    await _kafka_with_backoff(settings, lambda: ensure_topics(settings))
 
 
 async def start_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
@@ -84,7 +98,7 @@ async def start_producer(settings: Settings, **overrides: Any) -> AIOKafkaProduc
             raise
         return producer
 
-    return await _with_backoff(settings, kafka_name(settings), attempt)
+    return await _kafka_with_backoff(settings, attempt)
 
 
 async def start_consumer(
@@ -100,7 +114,7 @@ async def start_consumer(
             raise
         return consumer
 
-    return await _with_backoff(settings, kafka_name(settings), attempt)
+    return await _kafka_with_backoff(settings, attempt)
 
 
 async def stop_quietly(what: str, closing: Awaitable[Any], timeout_s: float) -> None:
