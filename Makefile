@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 UV := $(or $(shell command -v uv 2>/dev/null),.uv/bin/uv)
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev test test-fast lint format typecheck bench migrate clean system-deps
+.PHONY: help install dev observe observe-install test test-fast lint format typecheck bench migrate clean system-deps
 
 help: ## list the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -27,7 +27,13 @@ system-deps: ## Debian tools the tests use (promtool, wrk, docker-compose, ip, i
 dev: install ## run the whole stack embedded (PostgreSQL + Kafka broker + api + relay + worker)
 	$(BIN)/order-service dev
 
-test: install system-deps lint typecheck ## install everything, then run every test
+observe-install: ## build Jaeger and the OpenTelemetry Collector from source into ~/.cache (once)
+	@bash scripts/observe-install.sh
+
+observe: install system-deps observe-install ## make dev + Prometheus, Alertmanager, exporters, Collector, Jaeger
+	$(BIN)/order-service dev --observe
+
+test: install system-deps observe-install lint typecheck ## install everything, then run every test
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test-fast: install ## unit tests only
