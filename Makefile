@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 UV := $(or $(shell command -v uv 2>/dev/null),.uv/bin/uv)
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev observe observe-install test test-fast lint format typecheck bench migrate clean system-deps
+.PHONY: help install dev observe observe-install test test-fast lint format typecheck bench migrate clean system-deps kafka
 
 help: ## list the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -24,16 +24,21 @@ install: $(BIN)/order-service ## create .venv/ from the lock file (uv), CLI at .
 system-deps: ## Debian tools the tests use (promtool, wrk, docker-compose, ip, iptables), installed when missing
 	@bash scripts/system-deps.sh
 
-dev: install ## run the whole stack embedded (PostgreSQL + Kafka broker + api + relay + worker)
-	$(BIN)/order-service dev
+kafka: install ## Apache Kafka's broker runtime (Maven Central, pinned), cached in ~/.cache/order-service
+	@$(BIN)/python -m order_service.devstack.kafka_runtime
+
+dev: install ## the whole stack embedded (PostgreSQL + broker + api + relay + worker); BROKER=kafka for Apache Kafka
+	$(if $(filter kafka,$(BROKER)),@$(BIN)/python -m order_service.devstack.kafka_runtime)
+	$(BIN)/order-service dev $(if $(BROKER),--broker $(BROKER))
 
 observe-install: ## build Jaeger and the OpenTelemetry Collector from source into ~/.cache (once)
 	@bash scripts/observe-install.sh
 
-observe: install system-deps observe-install ## make dev + Prometheus, Alertmanager, exporters, Collector, Jaeger
-	$(BIN)/order-service dev --observe
+observe: install system-deps observe-install ## make dev + Prometheus, Alertmanager, exporters, Collector, Jaeger (BROKER= too)
+	$(if $(filter kafka,$(BROKER)),@$(BIN)/python -m order_service.devstack.kafka_runtime)
+	$(BIN)/order-service dev --observe $(if $(BROKER),--broker $(BROKER))
 
-test: install system-deps observe-install lint typecheck ## install everything, then run every test
+test: install system-deps kafka observe-install lint typecheck ## install everything, then run every test
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test-fast: install ## unit tests only
@@ -53,7 +58,7 @@ typecheck: install ## mypy --strict on src/
 migrate: install ## alembic upgrade head against POSTGRES_DSN
 	$(BIN)/order-service migrate
 
-bench: install system-deps ## measure: framework ceiling vs seed design vs our stack (prints + bench/results.md)
+bench: install system-deps kafka ## measure: framework ceiling vs seed design vs our stack (prints + bench/results.md)
 	$(BIN)/python -m bench
 
 clean: ## remove the venv and the dev data

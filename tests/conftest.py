@@ -1,4 +1,4 @@
-"""Session-wide real infrastructure: one PostgreSQL and one Tansu broker for the whole run.
+"""Session-wide real infrastructure: one PostgreSQL and one Apache Kafka node for the whole run.
 
 Set TEST_POSTGRES_DSN / TEST_KAFKA_BOOTSTRAP_SERVERS to use running ones instead. Each test
 gets its own database (cloned from a migrated template) and its own topics and consumer group,
@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 
 from order_service.config import Settings
-from order_service.devstack.broker import TansuBroker
+from order_service.devstack.kafka import KafkaBroker
 from order_service.devstack.ports import free_port
 from order_service.devstack.postgres import EmbeddedPostgres
 from order_service.persistence.migrate import upgrade_to_head
@@ -38,7 +38,7 @@ class Infra:
     dsn_base: str  # postgresql+asyncpg://user:pw@host:port
     bootstrap_servers: str
     postgres: EmbeddedPostgres | None
-    broker: TansuBroker | None
+    broker: KafkaBroker | None
 
     def dsn(self, database: str) -> str:
         return f"{self.dsn_base}/{database}"
@@ -51,7 +51,7 @@ def _split_dsn(dsn: str) -> str:
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Infra]:
     pg: EmbeddedPostgres | None = None
-    broker: TansuBroker | None = None
+    broker: KafkaBroker | None = None
     dsn = os.environ.get("TEST_POSTGRES_DSN")
     bootstrap = os.environ.get("TEST_KAFKA_BOOTSTRAP_SERVERS")
     base = Path(tempfile.mkdtemp(prefix="order-service-test-"))
@@ -61,7 +61,7 @@ def infra() -> Iterator[Infra]:
             pg.start()
             dsn = pg.dsn()
         if not bootstrap:
-            broker = TansuBroker(port=free_port(), log_path=base / "tansu.log")
+            broker = KafkaBroker(base / "kafka", port=free_port(), log_path=base / "kafka.log")
             broker.start()
             bootstrap = broker.bootstrap_servers
         dsn_base = _split_dsn(dsn)
@@ -70,7 +70,7 @@ def infra() -> Iterator[Infra]:
         yield Infra(admin_dsn, dsn_base, bootstrap, pg, broker)
     finally:
         if broker:
-            broker.stop()
+            broker.destroy()
         if pg:
             pg.destroy()
 
@@ -94,7 +94,7 @@ def make_settings(infra: Infra, database: str, **overrides: object) -> Settings:
         "kafka_order_topic": f"orders.created.{suffix}",
         "kafka_status_topic": f"orders.status.{suffix}",
         "kafka_consumer_group": f"order-processor-{suffix}",
-        "kafka_enable_idempotence": False,
+        "kafka_enable_idempotence": True,
         "relay_poll_interval_s": 0.2,
         "retry_initial_backoff_s": 0.05,
         "retry_max_backoff_s": 0.5,

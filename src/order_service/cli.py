@@ -201,6 +201,13 @@ def dev(
     observe_port_offset: Annotated[
         int, typer.Option(help="Move every --observe port (9090, 16686, ...) by this much.")
     ] = 0,
+    broker: Annotated[
+        str,
+        typer.Option(
+            envvar="DEV_BROKER",
+            help="tansu (Python only, memory) or kafka (Apache Kafka, needs Java 17+).",
+        ),
+    ] = "tansu",
 ) -> None:
     """Run everything locally without Docker: PostgreSQL, a Kafka broker, api, relay, worker."""
     from order_service.devstack.observe import ObservePorts
@@ -215,6 +222,7 @@ def dev(
         worker_port=worker_port,
         observe=observe,
         observe_ports=ObservePorts().shifted(observe_port_offset),
+        broker=broker,
     )
     try:
         sys.exit(stack.run())

@@ -17,7 +17,7 @@ import asyncpg
 import pytest
 
 from order_service.config import Settings
-from order_service.devstack.broker import TansuBroker
+from order_service.devstack.kafka import KafkaBroker
 from order_service.devstack.ports import free_port
 from order_service.devstack.postgres import EmbeddedPostgres
 from order_service.persistence.migrate import upgrade_to_head
@@ -37,16 +37,16 @@ FAST_FAILURE_ENV = {
 @dataclass(frozen=True)
 class OwnInfra:
     postgres: EmbeddedPostgres
-    broker: TansuBroker
+    broker: KafkaBroker
     settings: Settings
 
 
 @pytest.fixture
 def own_infra(tmp_path: Path) -> Iterator[OwnInfra]:
-    """A PostgreSQL and a Tansu broker this test alone may stop, freeze and resume."""
+    """A PostgreSQL and an Apache Kafka node this test alone may stop, freeze and resume."""
     base = Path(tempfile.mkdtemp(prefix="order-service-faults-"))
     pg = EmbeddedPostgres(base / "pg", port=free_port(), fast_unsafe=True)
-    broker = TansuBroker(port=free_port(), log_path=tmp_path / "tansu.log")
+    broker = KafkaBroker(base / "kafka", port=free_port(), log_path=tmp_path / "kafka.log")
     pg.start()
     try:
         broker.start()
@@ -57,7 +57,7 @@ def own_infra(tmp_path: Path) -> Iterator[OwnInfra]:
     finally:
         broker.signal(signal.SIGCONT)
         pg.signal(signal.SIGCONT)
-        broker.stop()
+        broker.destroy()
         pg.destroy()
 
 

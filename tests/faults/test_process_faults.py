@@ -1,7 +1,7 @@
 """G1, G3, G4, G5, G9 under load: api, two relays and two workers as OS processes, faults in
 sequence.
 
-One stack (own PostgreSQL + own Tansu, so freezing them disturbs no other test) takes a steady
+One stack (own PostgreSQL + own Apache Kafka node, so freezing them disturbs no other test) takes a steady
 stream of orders — half of them for one stock-managed item with far less stock than demand, a
 fifth of the accepted ones cancelled a moment later, racing the worker — while the broker
 hangs, processes are SIGKILLed, PostgreSQL goes away and a third worker joins. After each

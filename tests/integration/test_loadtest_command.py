@@ -384,7 +384,10 @@ def test_ctrl_c_prints_the_summary_so_far_and_exits_130() -> None:
     api = FakeOrderApi()
     with serving(api) as url:
         process = _seed_script(url, "--rate", "50", "--burst", "1", "--duration", "60")
-        time.sleep(3.0)
+        # Interrupted once it is sending (its start-up can take seconds on a busy machine).
+        deadline = time.monotonic() + 30
+        while api.created < 40 and time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.1)
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=30)
     assert process.returncode == 130, err

@@ -1,6 +1,6 @@
 """`order-service loadtest` through the order lifecycle, against a real stack in this process:
 the api under uvicorn, the relay and the worker as tasks, on the session's PostgreSQL and
-Tansu broker. A stock-managed item with far less stock than demand, cancellations racing the
+Apache Kafka. A stock-managed item with far less stock than demand, cancellations racing the
 worker, and `--verify` judging the outcome — and seen failing when the books are cooked or
 the orders never leave PENDING."""
 

@@ -1,5 +1,5 @@
 """`order-service loadtest --verify` against the real api + relay + worker processes, on the
-session's PostgreSQL and Tansu broker: zero loss, and the contract's answers understood."""
+session's PostgreSQL and Apache Kafka: zero loss, and the contract's answers understood."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def stack_url(infra: Infra, database: str, tmp_path: Path) -> Iterator[str]:
     env = {
         "POSTGRES_DSN": settings.postgres_dsn,
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "KAFKA_ENABLE_IDEMPOTENCE": "false",
+        "KAFKA_ENABLE_IDEMPOTENCE": "true",
         "KAFKA_ORDER_TOPIC": settings.kafka_order_topic,
         "KAFKA_STATUS_TOPIC": settings.kafka_status_topic,
         "KAFKA_CONSUMER_GROUP": settings.kafka_consumer_group,

@@ -1,9 +1,7 @@
 """A publish that times out gets the relay a new producer (issue: the idempotent producer in
 production) — against a real broker that stops answering (SIGSTOP: a hang, like a blackhole).
 
-Tansu has no idempotent producer, so this runs with KAFKA_ENABLE_IDEMPOTENCE=false; the relay
-replaces its producer after a timeout whatever that setting is. The sequence-error branch
-(only reachable with idempotence) is tested as a decision in tests/unit/test_producer_health.py.
+Runs with the production settings: KAFKA_ENABLE_IDEMPOTENCE=true and acks=all, on Apache Kafka.
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
-from order_service.devstack.broker import TansuBroker
+from order_service.devstack.kafka import KafkaBroker
 from order_service.devstack.ports import free_port
 from order_service.messaging.relay import run_relay
 from tests.conftest import Infra, make_settings
@@ -28,12 +26,12 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[TansuBroker]:
-    broker = TansuBroker(port=free_port(), log_path=tmp_path / "tansu.log")
+def own_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
+    broker = KafkaBroker(tmp_path / "kafka", port=free_port(), log_path=tmp_path / "kafka.log")
     broker.start()
     yield broker
     broker.signal(signal.SIGCONT)
-    broker.stop()
+    broker.destroy()
 
 
 def replaced() -> float:
@@ -45,7 +43,7 @@ async def unpublished(db: asyncpg.Connection) -> int:
 
 
 async def test_a_publish_that_times_out_replaces_the_producer_and_loses_nothing(
-    infra: Infra, database: str, db: asyncpg.Connection, own_broker: TansuBroker
+    infra: Infra, database: str, db: asyncpg.Connection, own_broker: KafkaBroker
 ) -> None:
     """Breaks caught: a publish wait without a bound (the relay would sit on its claim until
     the broker came back, and `replaced` would not move), and a replacement that leaves the

@@ -84,10 +84,10 @@ def netns_postgres(netlab: NetLab, tmp_path: Path) -> Iterator[NetPostgres]:
 
 @pytest.fixture
 def netns_broker(netlab: NetLab, tmp_path: Path) -> Iterator[NetBroker]:
-    """A Tansu broker alone in a namespace at <address>:9092 (advertised there; 0.1 s).
-    Its log is tmp_path/tansu.log. Producers need enable_idempotence=False."""
+    """An Apache Kafka node alone in a namespace at <address>:9092 (advertised there; ~3 s).
+    Its log is tmp_path/kafka.log."""
     with rig_failures():
-        broker = start_broker(netlab.namespace(), tmp_path / "tansu.log")
+        broker = start_broker(netlab.namespace(), tmp_path / "kafka.log")
     try:
         yield broker
     finally:

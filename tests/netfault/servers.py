@@ -9,7 +9,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from order_service.devstack.broker import TansuBroker
+from order_service.devstack.kafka import KafkaBroker
 from order_service.devstack.postgres import SUPERUSER, SYSTEM_USER, EmbeddedPostgres
 from tests.netfault.namespaces import Namespace, NetLab
 from tests.netfault.tools import RigError
@@ -139,22 +139,26 @@ def start_postgres(lab: NetLab, namespace: Namespace, base_dir: Path) -> NetPost
 
 @dataclass
 class NetBroker:
-    """A Tansu broker in `namespace`, listening and advertising namespace.address:9092."""
+    """An Apache Kafka node in `namespace`, listening and advertising namespace.address:9092."""
 
     namespace: Namespace
-    server: TansuBroker
+    server: KafkaBroker
 
     @property
     def bootstrap_servers(self) -> str:
         return self.server.bootstrap_servers
 
     def stop(self) -> None:
-        self.server.stop()
+        self.server.destroy()
 
 
 def start_broker(namespace: Namespace, log_path: Path) -> NetBroker:
-    server = TansuBroker(
-        port=KAFKA_PORT, host=namespace.address, log_path=log_path, netns=namespace.name
+    server = KafkaBroker(
+        log_path.with_name("kafka-data"),
+        port=KAFKA_PORT,
+        host=namespace.address,
+        log_path=log_path,
+        netns=namespace.name,
     )
     server.start()
     return NetBroker(namespace, server)

@@ -1,4 +1,4 @@
-"""Tansu started in a namespace serves Kafka clients on the host, and its faults bite."""
+"""Apache Kafka started in a namespace serves Kafka clients on the host, and its faults bite."""
 
 from __future__ import annotations
 
@@ -9,15 +9,17 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
+from tests.kafka_admin import create_topic
 from tests.netfault.servers import NetBroker
 
 
-async def test_tansu_in_a_namespace_serves_produce_and_consume_from_the_host(
+async def test_kafka_in_a_namespace_serves_produce_and_consume_from_the_host(
     netns_broker: NetBroker,
 ) -> None:
     topic = f"rig.{uuid.uuid4().hex[:8]}"
+    await create_topic(netns_broker.bootstrap_servers, topic)
     producer = AIOKafkaProducer(
-        bootstrap_servers=netns_broker.bootstrap_servers, enable_idempotence=False, acks="all"
+        bootstrap_servers=netns_broker.bootstrap_servers, enable_idempotence=True, acks="all"
     )
     await producer.start()
     try:
@@ -46,7 +48,7 @@ async def test_tansu_in_a_namespace_serves_produce_and_consume_from_the_host(
 async def test_a_refused_broker_fails_a_client_start_at_once(netns_broker: NetBroker) -> None:
     netns_broker.namespace.refuse(9092)
     producer = AIOKafkaProducer(
-        bootstrap_servers=netns_broker.bootstrap_servers, enable_idempotence=False
+        bootstrap_servers=netns_broker.bootstrap_servers, enable_idempotence=True
     )
     started = time.monotonic()
     with pytest.raises(KafkaConnectionError):

