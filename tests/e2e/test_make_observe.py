@@ -40,6 +40,7 @@ def free_offset() -> int:
 @dataclass
 class ObserveHome(DevHome):
     offset: int = field(default_factory=free_offset)
+    start_timeout_s: float = 180  # six more processes to start, on 2 shared cores
 
     def __post_init__(self) -> None:
         self.ports.update(asdict(self.observe_ports))  # all must be free again at the end
@@ -109,7 +110,7 @@ def test_observe_runs_every_backend_wired_to_the_stack_and_a_sigkill_leaves_noth
         killed = time.monotonic()
         dev.process.send_signal(signal.SIGKILL)
         dev.process.wait(10)
-        took = wait_all_gone(stack, home, since=killed)
+        took = wait_all_gone(stack, home, since=killed, timeout_s=20)
         print(f"sigkill: every process gone and every port free {took:.1f}s after it")
     finally:
         kill_stack(stack)

