@@ -79,8 +79,14 @@ class DevStack:
             ("the worker", self.worker_port),
         ]
         if self.observe:
-            wanted += [(name, port) for name, port in asdict(self.observe_ports).items()]
+            wanted += [
+                (name.replace("_", " "), port) for name, port in asdict(self.observe_ports).items()
+            ]
+        taken: dict[int, str] = {}
         for what, port in wanted:
+            if port in taken:
+                raise DevStackError(f"port {port} is given to both {taken[port]} and {what}")
+            taken[port] = what
             try:
                 ensure_free(self.host, port, what)
             except PortInUse as exc:
