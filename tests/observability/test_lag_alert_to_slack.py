@@ -67,7 +67,7 @@ class LagStack:
     def restart_worker(self) -> None:
         args = [str(CLI), "worker", "--host", "127.0.0.1", "--port", str(self.worker_port)]
         self.worker = Process("worker-again", args, self.env, self.workdir)
-        self.worker.wait_http(f"http://127.0.0.1:{self.worker_port}/readyz")
+        self.worker.wait_http(f"http://127.0.0.1:{self.worker_port}/readyz", 120)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def lag_stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     try:
         for process, port in zip(processes, ports.values(), strict=True):
             path = "/metrics" if process.name == "kafka-exporter" else "/readyz"
-            process.wait_http(f"http://127.0.0.1:{port}{path}")
+            process.wait_http(f"http://127.0.0.1:{port}{path}", 120)  # 2 busy cores
         with running_alertmanager(workdir / "alertmanager", slack) as alertmanager:
             config = {
                 "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},

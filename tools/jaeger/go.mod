@@ -1,6 +1,8 @@
 // Pins Jaeger v2 (github.com/jaegertracing/jaeger/cmd/jaeger) as a tool of this module: its own
 // go.mod has a replace directive, so `go install ...@version` refuses it. scripts/observe-install.sh
 // builds it into ~/.cache/order-service/go/jaeger-<version>/bin; nothing of Jaeger lives in the repo.
+// Jaeger's own replace (github.com/Shopify/sarama => v1.33.0) does not apply here: that client
+// serves only its Kafka receiver and storage, which the memory-storage config never uses.
 module github.com/order-service/tools/jaeger
 
 go 1.26
