@@ -63,10 +63,12 @@ class LagStack:
     worker: Process
     worker_port: int
     env: dict[str, str]
+    processes: list[Process]  # every process started, stopped by the fixture
 
     def restart_worker(self) -> None:
         args = [str(CLI), "worker", "--host", "127.0.0.1", "--port", str(self.worker_port)]
         self.worker = Process("worker-again", args, self.env, self.workdir)
+        self.processes.append(self.worker)
         self.worker.wait_http(f"http://127.0.0.1:{self.worker_port}/readyz", 120)
 
 
@@ -105,6 +107,7 @@ def lag_stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                     processes[2],
                     ports["worker"],
                     env,
+                    processes,
                 )
     finally:
         for process in processes:
