@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 UV := $(or $(shell command -v uv 2>/dev/null),.uv/bin/uv)
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev test test-fast lint format typecheck bench migrate clean system-deps kafka
+.PHONY: help install dev observe observe-install test test-fast lint format typecheck bench migrate clean system-deps kafka
 
 help: ## list the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,7 +31,14 @@ dev: install ## the whole stack embedded (PostgreSQL + broker + api + relay + wo
 	$(if $(filter kafka,$(BROKER)),@$(BIN)/python -m order_service.devstack.kafka_runtime)
 	$(BIN)/order-service dev $(if $(BROKER),--broker $(BROKER))
 
-test: install system-deps kafka lint typecheck ## install everything, then run every test
+observe-install: ## build Jaeger and the OpenTelemetry Collector from source into ~/.cache (once)
+	@bash scripts/observe-install.sh
+
+observe: install system-deps observe-install ## make dev + Prometheus, Alertmanager, exporters, Collector, Jaeger (BROKER= too)
+	$(if $(filter kafka,$(BROKER)),@$(BIN)/python -m order_service.devstack.kafka_runtime)
+	$(BIN)/order-service dev --observe $(if $(BROKER),--broker $(BROKER))
+
+test: install system-deps kafka observe-install lint typecheck ## install everything, then run every test
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test-fast: install ## unit tests only

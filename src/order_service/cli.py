@@ -135,6 +135,17 @@ def worker(host: Host = "127.0.0.1", port: int = 8002) -> None:
     _run_until_signal(lambda stop: run_worker(settings, stop=stop, http_host=host, http_port=port))
 
 
+@app.command("kafka-exporter")
+def kafka_exporter(host: Host = "127.0.0.1", port: int = 9308) -> None:
+    """Serve kafka_exporter's metrics (offsets, consumer-group lag) for KAFKA_BOOTSTRAP_SERVERS."""
+    from order_service.observability.kafka_exporter import serve
+    from order_service.observability.logging import configure_logging
+
+    settings = settings_or_fail()
+    configure_logging(settings, "kafka-exporter")
+    _run_until_signal(lambda stop: serve(settings, host, port, stop))
+
+
 @app.command()
 def migrate() -> None:
     """Apply the database migrations (Alembic upgrade head), retried until STARTUP_TIMEOUT_S."""
@@ -185,6 +196,16 @@ def dev(
     relay_port: int = 8001,
     worker_port: int = 8002,
     data_dir: Annotated[str, typer.Option(help="Where PostgreSQL keeps its data.")] = ".dev",
+    observe: Annotated[
+        bool,
+        typer.Option(
+            help="Also run Prometheus, Alertmanager, postgres- and kafka-exporter, the "
+            "OpenTelemetry Collector and Jaeger (build them first: scripts/observe-install.sh)."
+        ),
+    ] = False,
+    observe_port_offset: Annotated[
+        int, typer.Option(help="Move every --observe port (9090, 16686, ...) by this much.")
+    ] = 0,
     broker: Annotated[
         str,
         typer.Option(
@@ -194,6 +215,7 @@ def dev(
     ] = "tansu",
 ) -> None:
     """Run everything locally without Docker: PostgreSQL, a Kafka broker, api, relay, worker."""
+    from order_service.devstack.observe import ObservePorts
     from order_service.devstack.supervisor import DevStack, DevStackError
 
     stack = DevStack(
@@ -203,6 +225,8 @@ def dev(
         api_port=api_port,
         relay_port=relay_port,
         worker_port=worker_port,
+        observe=observe,
+        observe_ports=ObservePorts().shifted(observe_port_offset),
         broker=broker,
     )
     try:

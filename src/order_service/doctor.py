@@ -70,7 +70,16 @@ def checks_for(targets: Targets) -> list[Check]:
     if targets.grafana:
         checks.append(Check("grafana healthy", f"{targets.grafana}/api/health", '"ok"'))
     if targets.jaeger:
-        checks.append(Check("jaeger reachable", f"{targets.jaeger}/", ""))
+        # The query API, not the web UI (which a Jaeger built from its Go module lacks); a
+        # service appears in it only once spans of it were stored: traces arrive.
+        checks += [
+            Check("jaeger reachable", f"{targets.jaeger}/api/services", '"data"'),
+            Check(
+                "jaeger: order-service traces arrive",
+                f"{targets.jaeger}/api/traces?service=order-service&limit=1&lookback=1h",
+                '"traceID"',
+            ),
+        ]
     return checks
 
 

@@ -100,6 +100,7 @@ class DevHome:
     current: Terminal | None = None
     runs: int = 0
     broker: str = "tansu"
+    start_timeout_s: float = 90
 
     @property
     def data_dir(self) -> Path:
@@ -131,7 +132,7 @@ class DevHome:
         """A dev run, ready on every port (its banner, printed once every /readyz answered)."""
         launched = time.monotonic()
         dev = self.launch(legacy=legacy)
-        deadline = launched + 90
+        deadline = launched + self.start_timeout_s
         while "order-service is up" not in dev.output():
             if dev.process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"dev did not come up:\n{dev.output()[-3000:]}")
@@ -181,10 +182,11 @@ def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
     return living
 
 
-def wait_all_gone(processes: list[psutil.Process], home: DevHome, since: float) -> float:
+def wait_all_gone(
+    processes: list[psutil.Process], home: DevHome, since: float, timeout_s: float = 10.0
+) -> float:
     """Seconds from `since` (monotonic) until none of `processes` runs and every port is free:
-    at most a few (AssertionError after 10)."""
-    timeout_s = 10.0
+    at most a few (AssertionError after `timeout_s`)."""
     while time.monotonic() - since < timeout_s:
         if not alive(processes) and home.ports_free():
             return time.monotonic() - since

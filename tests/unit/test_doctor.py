@@ -31,5 +31,6 @@ def test_observability_endpoints_are_checked_when_given() -> None:
         "prometheus: every target up",
         "grafana healthy",
         "jaeger reachable",
+        "jaeger: order-service traces arrive",
         "alertmanager ready",
     } <= names
