@@ -70,8 +70,8 @@ def api(
 
     from order_service.api.draining import serve
     from order_service.domain.errors import ServiceUnavailable
-    from order_service.messaging.lifecycle import open_pool
     from order_service.observability.logging import logging_config
+    from order_service.persistence.database import open_pool
 
     settings = settings_or_fail()
     _init_observability(settings, "api")
@@ -88,7 +88,7 @@ def api(
     if workers > 1:
         _share_metrics_between_workers()
     config = uvicorn.Config(
-        "order_service.api.app:app_from_environment",
+        "order_service.bootstrap:app_from_environment",
         factory=True,
         host=host,
         port=port,

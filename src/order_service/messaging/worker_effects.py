@@ -14,7 +14,7 @@ import asyncpg
 
 from order_service.domain.events import OrderStatusChanged
 from order_service.domain.order import Order, OrderStatus, utcnow
-from order_service.messaging.envelope import OutboxMessage, event_message
+from order_service.messaging.envelope import event_message
 from order_service.observability.metrics import (
     END_TO_END_LATENCY,
     ORDERS_CONFIRMED,
@@ -22,6 +22,7 @@ from order_service.observability.metrics import (
     STOCK_RESERVED_UNITS,
 )
 from order_service.persistence.order_settlement import Applied, Outcome, settle_created
+from order_service.persistence.outbox_message import OutboxMessage
 
 
 class OrderEffects:

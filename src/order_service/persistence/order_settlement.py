@@ -24,8 +24,8 @@ import orjson
 from order_service.domain.lifecycle import settle
 from order_service.domain.order import Order, OrderStatus
 from order_service.domain.stock import Stock
-from order_service.messaging.envelope import OutboxMessage
 from order_service.persistence.order_rows import ORDER_COLUMNS, STOCK_COLUMNS, order_of, stock_of
+from order_service.persistence.outbox_message import OutboxMessage
 
 _INBOX_AND_LOCK = f"""
 WITH ev AS (
