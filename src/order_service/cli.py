@@ -10,7 +10,13 @@ from typing import Annotated
 
 import typer
 
-from order_service.cli_errors import fail, settings_or_fail
+from order_service.cli_errors import (
+    fail,
+    fail_without_extra,
+    missing_extra,
+    needs_extra,
+    settings_or_fail,
+)
 from order_service.config import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -182,7 +188,8 @@ def dev(
     data_dir: Annotated[str, typer.Option(help="Where PostgreSQL keeps its data.")] = ".dev",
 ) -> None:
     """Run everything locally without Docker: PostgreSQL, a Kafka broker, api, relay, worker."""
-    from order_service.devstack.supervisor import DevStack, DevStackError
+    with needs_extra("dev", "devstack"):  # the production image has neither server
+        from order_service.devstack.supervisor import DevStack, DevStackError
 
     stack = DevStack(
         data_dir=data_dir,
@@ -247,7 +254,19 @@ _register_commands_of_their_own()
 def _register_optional_commands() -> None:
     try:
         from order_service.loadtest.command import loadtest
-    except ImportError:  # the load tester lands separately
+    except ModuleNotFoundError as exc:  # the image leaves the load tester out
+        module = missing_extra("loadtest", exc)
+        if module is None:
+            raise
+
+        @app.command(
+            "loadtest",
+            context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        )
+        def loadtest_not_installed() -> None:
+            """Load generator (needs the 'loadtest' extra, not installed here)."""
+            fail_without_extra("loadtest", "loadtest", str(module))
+
         return
     app.command("loadtest")(loadtest)
 
