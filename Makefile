@@ -16,7 +16,7 @@ help: ## list the commands
 $(BIN)/order-service: pyproject.toml uv.lock
 	@if [ ! -x "$(UV)" ]; then \
 	  $(PYTHON) -m venv .uv && .uv/bin/pip install --quiet --disable-pip-version-check uv; fi
-	$(UV) sync --frozen --python $(PYTHON) --extra aws
+	$(UV) sync --frozen --python $(PYTHON) --extra aws --extra devstack --extra loadtest
 	@touch $@
 
 install: $(BIN)/order-service ## create .venv/ from the lock file (uv), CLI at .venv/bin/order-service

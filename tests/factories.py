@@ -16,13 +16,9 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from order_service.config import Settings
 from order_service.domain.events import OrderCreated, OrderStatusChanged
 from order_service.domain.order import Order, RejectionReason
-from order_service.messaging.envelope import (
-    Event,
-    OutboxMessage,
-    kafka_headers,
-    order_created_message,
-)
+from order_service.messaging.envelope import Event, kafka_headers, order_created_message
 from order_service.messaging.kafka_client import client_options, create_producer
+from order_service.persistence.outbox_message import OutboxMessage
 
 _INSERT_ORDER = """
 INSERT INTO orders (id, item, quantity, status, created_at, updated_at)

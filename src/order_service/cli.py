@@ -10,7 +10,13 @@ from typing import Annotated
 
 import typer
 
-from order_service.cli_errors import fail, settings_or_fail
+from order_service.cli_errors import (
+    fail,
+    fail_without_extra,
+    missing_extra,
+    needs_extra,
+    settings_or_fail,
+)
 from order_service.config import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -70,8 +76,8 @@ def api(
 
     from order_service.api.draining import serve
     from order_service.domain.errors import ServiceUnavailable
-    from order_service.messaging.lifecycle import open_pool
     from order_service.observability.logging import logging_config
+    from order_service.persistence.database import open_pool
 
     settings = settings_or_fail()
     _init_observability(settings, "api")
@@ -88,7 +94,7 @@ def api(
     if workers > 1:
         _share_metrics_between_workers()
     config = uvicorn.Config(
-        "order_service.api.app:app_from_environment",
+        "order_service.bootstrap:app_from_environment",
         factory=True,
         host=host,
         port=port,
@@ -138,7 +144,8 @@ def worker(host: Host = "127.0.0.1", port: int = 8002) -> None:
 @app.command("kafka-exporter")
 def kafka_exporter(host: Host = "127.0.0.1", port: int = 9308) -> None:
     """Serve kafka_exporter's metrics (offsets, consumer-group lag) for KAFKA_BOOTSTRAP_SERVERS."""
-    from order_service.observability.kafka_exporter import serve
+    with needs_extra("kafka-exporter", "devstack"):  # a dev and test tool, not in the image
+        from order_service.devstack.kafka_exporter import serve
     from order_service.observability.logging import configure_logging
 
     settings = settings_or_fail()
@@ -215,8 +222,9 @@ def dev(
     ] = "tansu",
 ) -> None:
     """Run everything locally without Docker: PostgreSQL, a Kafka broker, api, relay, worker."""
-    from order_service.devstack.observe import ObservePorts
-    from order_service.devstack.supervisor import DevStack, DevStackError
+    with needs_extra("dev", "devstack"):  # the production image has neither server
+        from order_service.devstack.observe import ObservePorts
+        from order_service.devstack.supervisor import DevStack, DevStackError
 
     stack = DevStack(
         data_dir=data_dir,
@@ -284,7 +292,19 @@ _register_commands_of_their_own()
 def _register_optional_commands() -> None:
     try:
         from order_service.loadtest.command import loadtest
-    except ImportError:  # the load tester lands separately
+    except ModuleNotFoundError as exc:  # the image leaves the load tester out
+        module = missing_extra("loadtest", exc)
+        if module is None:
+            raise
+
+        @app.command(
+            "loadtest",
+            context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        )
+        def loadtest_not_installed() -> None:
+            """Load generator (needs the 'loadtest' extra, not installed here)."""
+            fail_without_extra("loadtest", "loadtest", str(module))
+
         return
     app.command("loadtest")(loadtest)
 

@@ -9,14 +9,14 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from order_service.api.app import create_app
+from order_service.bootstrap import api_app
 from order_service.config import Settings
 from tests.jwt_helpers import AUDIENCE, ISSUER
 
 
 @pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(settings)
+    application = api_app(settings)
     async with application.router.lifespan_context(application):
         yield application
 
@@ -39,7 +39,7 @@ async def secured_client(settings: Settings, jwks_url: str) -> AsyncIterator[htt
             "auth_jwks_url": jwks_url,
         }
     )
-    application = create_app(secured)
+    application = api_app(secured)
     async with (
         application.router.lifespan_context(application),
         httpx.AsyncClient(

@@ -6,12 +6,8 @@ import orjson
 
 from order_service.domain.events import OrderCreated
 from order_service.domain.order import Order
-from order_service.messaging.envelope import (
-    OUTBOX_LANES,
-    kafka_headers,
-    lane_of,
-    order_created_message,
-)
+from order_service.messaging.envelope import kafka_headers, order_created_message
+from order_service.persistence.outbox_message import OUTBOX_LANES, lane_of
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 

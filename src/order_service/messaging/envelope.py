@@ -5,8 +5,6 @@ Built once, at write time, and stored in the outbox row, so the relay sends byte
 
 from __future__ import annotations
 
-import zlib
-from dataclasses import dataclass
 from typing import Protocol
 from uuid import UUID
 
@@ -14,9 +12,8 @@ import orjson
 
 from order_service.domain.events import EVENT_SPEC_VERSION, OrderCreated, SchemaVersion
 from order_service.domain.order import Order
+from order_service.persistence.outbox_message import OutboxMessage, lane_of
 
-# Fixed forever: an order's lane must not move, or two relays could reorder its events (G4).
-OUTBOX_LANES = 64
 CONTENT_TYPE = "application/json"
 TRACE_HEADERS = ("traceparent", "tracestate")
 
@@ -34,21 +31,6 @@ class Event(Protocol):
     def schema(self) -> SchemaVersion: ...
 
     def payload(self) -> dict[str, object]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxMessage:
-    event_id: str
-    aggregate_id: str
-    topic: str
-    key: str
-    payload: bytes
-    headers: dict[str, str]
-    lane: int
-
-
-def lane_of(key: str) -> int:
-    return zlib.crc32(key.encode()) % OUTBOX_LANES
 
 
 def event_message(

@@ -25,7 +25,6 @@ from order_service.messaging.kafka_client import create_producer
 from order_service.messaging.kafka_tracing import end_spans, start_publish_span
 from order_service.messaging.lifecycle import (
     ShutdownClock,
-    open_pool,
     prepare_topics,
     start_producer,
     stop_quietly,
@@ -45,6 +44,7 @@ from order_service.observability.metrics import (
     PRODUCER_RECREATED,
     STATUS_EVENTS_PUBLISHED,
 )
+from order_service.persistence.database import open_pool
 from order_service.retry import backoff_delays
 from order_service.service_http import db_check, kafka_check, serve_http
 

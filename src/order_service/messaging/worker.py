@@ -16,7 +16,6 @@ from typing import Any
 from order_service.config import Settings
 from order_service.messaging.lifecycle import (
     ShutdownClock,
-    open_pool,
     prepare_topics,
     start_consumer,
     start_producer,
@@ -26,6 +25,7 @@ from order_service.messaging.lifecycle import (
 from order_service.messaging.rebalance import HandBack
 from order_service.messaging.worker_loop import Worker
 from order_service.observability.logging import get_logger
+from order_service.persistence.database import open_pool
 from order_service.service_http import db_check, kafka_check, serve_http
 
 __all__ = ["Worker", "run_worker"]

@@ -18,9 +18,9 @@ import orjson
 
 from order_service.domain.lifecycle import cancel
 from order_service.domain.order import Order, OrderStatus
-from order_service.messaging.envelope import OutboxMessage
 from order_service.persistence.order_batch import IdempotencyClaim, StoredResponse
 from order_service.persistence.order_rows import ORDER_COLUMNS, STOCK_COLUMNS, order_of, stock_of
+from order_service.persistence.outbox_message import OutboxMessage
 
 _STORED = """
 SELECT request_hash, order_id, status_code, response_body FROM idempotency_keys

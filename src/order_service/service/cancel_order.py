@@ -19,7 +19,7 @@ import asyncpg
 from order_service.domain.errors import NotWritten, OrderNotFound, OutcomeUnknown
 from order_service.domain.events import OrderStatusChanged
 from order_service.domain.order import Order, utcnow
-from order_service.messaging.envelope import OutboxMessage, event_message
+from order_service.messaging.envelope import event_message
 from order_service.observability.metrics import CANCELLATIONS, DB_UNAVAILABLE
 from order_service.observability.propagation import outgoing_trace_headers
 from order_service.persistence.database import discard_connection, is_unavailable
@@ -30,6 +30,7 @@ from order_service.persistence.order_cancel import (
     cancel_order,
     stored_response,
 )
+from order_service.persistence.outbox_message import OutboxMessage
 from order_service.service.idempotency import InFlightKeys, check_replay, request_fingerprint
 from order_service.service.place_order import IdempotencyContext, PlacementResult
 
