@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from order_service.config import Settings
 from order_service.messaging.dlq import header
 from order_service.messaging.kafka_client import create_consumer
+from order_service.messaging.kafka_security import refusal_explained
 from order_service.messaging.lifecycle import stop_quietly
 
 FETCH_TIMEOUT_MS = 1000
@@ -137,7 +138,8 @@ async def _reader(
     """A consumer on every partition of `topic`, at the beginning, and their end offsets."""
     consumer = create_consumer(settings, group_id=None, fetch_max_wait_ms=FETCH_TIMEOUT_MS)
     try:
-        await consumer.start()
+        async with refusal_explained(settings):  # a refused login or certificate, named
+            await consumer.start()
         # The partitions from a metadata request of our own: `partitions_for_topic` answers
         # from the consumer's metadata, which for one without a subscription holds no topic on
         # Apache Kafka (Tansu sends every topic), and aiokafka's consumer has no public call.
