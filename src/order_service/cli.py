@@ -260,6 +260,15 @@ def doctor(
             show_default=False,
         ),
     ] = None,
+    kafka_bootstrap_servers: Annotated[
+        str | None,
+        typer.Option(
+            envvar="KAFKA_BOOTSTRAP_SERVERS",
+            help="Show this Kafka cluster's brokers, controller and the service's partitions"
+            " (default: $KAFKA_BOOTSTRAP_SERVERS; TLS/SASL and topics from the environment).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Check every endpoint of a running stack and print a table; exit 1 if any fails."""
     from rich.console import Console
@@ -268,7 +277,12 @@ def doctor(
     from order_service.doctor import Targets, diagnose
 
     targets = Targets(api, relay, worker, prometheus, grafana, jaeger, alertmanager)
-    results = asyncio.run(diagnose(targets, postgres_dsn=postgres_dsn))
+    kafka = None
+    if kafka_bootstrap_servers:
+        kafka = settings_or_fail().model_copy(
+            update={"kafka_bootstrap_servers": kafka_bootstrap_servers}
+        )
+    results = asyncio.run(diagnose(targets, postgres_dsn=postgres_dsn, kafka=kafka))
     table = Table(title="order-service doctor")
     for column in ("check", "url", "result"):
         table.add_column(column)

@@ -80,9 +80,13 @@ NOT_EXERCISED = {
     "outbox_publish_failures_total",
     "worker_events_duplicate_total",
     "relay_producer_recreated_total",
+    "worker_producer_recreated_total",
     "worker_dead_letters_dropped_total",
     "housekeeping_deleted_rows_total",
 }
+# Broker errors need a broker fault too (tests/cluster/ drives them), but a healthy start can
+# see one: a produce to a topic created a moment ago may be answered NOT_LEADER_OR_FOLLOWER.
+MAY_BE_EXERCISED = {"kafka_client_errors_total"}
 
 
 @dataclass(frozen=True)
@@ -250,7 +254,7 @@ def test_every_counter_named_in_a_rule_or_a_panel_counted_during_the_run(
         f'sum by (__name__) ({{__name__=~"{"|".join(counters)}",job=~"{"|".join(OWN_JOBS)}"}})'
     )
     counted = {s["metric"]["__name__"] for s in result if float(s["value"][1]) > 0}
-    assert set(counters) - counted == NOT_EXERCISED
+    assert set(counters) - counted - MAY_BE_EXERCISED == NOT_EXERCISED
 
 
 def test_no_panel_query_is_rejected_by_prometheus(live: LiveStack) -> None:
