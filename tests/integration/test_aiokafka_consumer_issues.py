@@ -29,11 +29,12 @@ from order_service.devstack.kafka import KafkaBroker
 from order_service.devstack.ports import free_port
 from order_service.domain.order import Order
 from order_service.messaging.kafka_client import create_consumer, create_producer, ensure_topics
-from order_service.messaging.lifecycle import open_pool, start_consumer
+from order_service.messaging.lifecycle import start_consumer
 from order_service.messaging.producer_health import ProducerSlot
 from order_service.messaging.rebalance import HandBack
 from order_service.messaging.worker import Worker
 from order_service.observability.metrics import WORKER_PRODUCER_RECREATED
+from order_service.persistence.database import open_pool
 from tests.conftest import Infra, make_settings
 from tests.factories import Raw, insert_order, produce
 from tests.integration.test_worker import eventually
