@@ -1,0 +1,346 @@
+"""G3, G4, G5, G9, G10 under the broker's own faults: a three-node Apache Kafka cluster on the
+network-fault rig (tests/netfault/kafka_cluster.py), the service's topics created by the
+service at its defaults (RF 3, min.insync.replicas 2 there), and the fault suite's steady
+stream — managed stock, cancellations — through an api, two relays and two workers running
+as OS processes with the production producer (idempotent, acks=all).
+
+The faults run in sequence on one cluster and one stack; before each the cluster is restored
+(every node up and in every ISR), after each it is healed and the checker (checker.py) reads
+both topics to their end from another replica each time and judges by data: lost 0,
+inconsistent offsets 0, out of order 0, effect-once violations 0 with the stock books
+balanced, unseen 0 after a bounded final phase; duplicates are counted per fault and must be
+0 unless a relay died or replaced its producer in the phase. Every answer the api gave while
+the fault lasted was 201 (it never waits on Kafka). Each fault's figures are printed and kept
+in checker.json in the module's tmp dir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import signal
+import time
+from collections.abc import AsyncIterator
+
+import asyncpg
+import psutil
+import pytest
+
+from order_service.messaging.outbox_store import LANE_LOCK_NAMESPACE
+from tests.conftest import Infra, create_database, drop_database
+from tests.e2e.processes import Service
+from tests.faults.checker import Figures
+from tests.faults.cluster_run import ClusterRun, cluster_stack
+from tests.netfault import kafka_views as views
+from tests.netfault.kafka_cluster import KAFKA_PORT, KafkaCluster
+
+# A relay that fetched its claimed rows this long before it was frozen has sent them (the
+# sender lingers 2 ms) and may be waiting for the acknowledgement, not yet marking.
+SENT_AFTER_S = 0.02
+
+
+@pytest.fixture(scope="module")
+async def run(
+    infra: Infra, kafka_cluster: KafkaCluster, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[ClusterRun]:
+    database = await create_database(infra, prefix="cluster")
+    out_dir = tmp_path_factory.mktemp("cluster-faults")
+    try:
+        with cluster_stack(kafka_cluster, infra, database, out_dir) as running:
+            yield running
+    finally:
+        print(f"\n[cluster faults] checker figures: {out_dir / 'checker.json'}")
+        await drop_database(infra, database)
+
+
+def assert_judged_clean(run: ClusterRun, figures: Figures) -> None:
+    assert not figures.violations(), (figures.violations(), figures.examples)
+    if not run.session_lost(figures):
+        assert figures.duplicates == 0, figures.line()
+    answers = figures.context["answers_during_fault"]
+    assert isinstance(answers, dict) and set(answers) == {201}, answers
+
+
+def busiest(run: ClusterRun) -> views.PartitionView:
+    """The partition of the order or status topic with the most records."""
+    s = run.settings
+    sizes = {
+        (topic, p): end
+        for topic in (s.kafka_order_topic, s.kafka_status_topic)
+        for p, end in views.end_offsets(run.cluster.bootstrap_servers, topic).items()
+    }
+    topic, partition = max(sizes, key=lambda k: sizes[k])
+    return run.cluster.partitions(topic)[partition]
+
+
+def leader_of(run: ClusterRun, view: views.PartitionView) -> int:
+    return run.cluster.partitions(view.topic)[view.partition].leader
+
+
+def out_of_every_isr(run: ClusterRun, node_id: int) -> bool:
+    return all(node_id not in v.isr for t in run.topics for v in run.cluster.partitions(t))
+
+
+async def test_the_service_creates_its_topics_with_three_replicas_and_two_in_sync(
+    run: ClusterRun,
+) -> None:
+    """The topic plan at its defaults on a three-broker cluster: RF 3, min.insync.replicas 2
+    (acks=all means two disks, and one broker may be down with writes going on)."""
+    bootstrap = run.cluster.bootstrap_servers
+    for topic in run.topics:
+        partitions = run.cluster.partitions(topic)
+        assert {len(p.replicas) for p in partitions} == {3}, partitions
+        assert views.topic_configs(bootstrap, topic)["min.insync.replicas"] == "2"
+    assert len(run.cluster.partitions(run.settings.kafka_order_topic)) == 3
+
+
+async def test_a_the_leader_of_the_busiest_partition_killed_then_recovered(
+    run: ClusterRun,
+) -> None:
+    """SIGKILL (no controlled shutdown), the controller fences the node and elects a new
+    leader from the ISR; the node restarts from its disk (log recovery) and catches up."""
+
+    async def fault(run: ClusterRun) -> dict[str, object]:
+        view = await asyncio.to_thread(busiest, run)
+        run.cluster.kill(view.leader)
+        moved = await run.until(
+            "a new leader", lambda: leader_of(run, view) not in (-1, view.leader)
+        )
+        await asyncio.sleep(1.0)
+        run.cluster.launch(view.leader)
+        restart = await asyncio.to_thread(run.cluster.wait_up, [view.leader])
+        return {
+            "killed": view.leader,
+            "partition": f"{view.topic}-{view.partition}",
+            "new_leader_after_s": moved,
+            "restart_s": round(restart, 1),
+        }
+
+    assert_judged_clean(run, await run.phase("a. leader SIGKILL", fault))
+
+
+async def test_b_a_broker_isolated_until_it_leaves_the_isr_then_back(run: ClusterRun) -> None:
+    """iptables drops everything on the node's interface: followers stop fetching, the node
+    stops heartbeating; it leaves every ISR, then rejoins once healed."""
+
+    async def fault(run: ClusterRun) -> dict[str, object]:
+        view = await asyncio.to_thread(busiest, run)
+        node = view.leader
+        run.cluster.isolate(node)
+        left = await run.until(f"node {node} out of every ISR", lambda: out_of_every_isr(run, node))
+        await asyncio.sleep(1.0)
+        run.cluster.heal()
+        return {"isolated": node, "left_isr_after_s": left}
+
+    assert_judged_clean(run, await run.phase("b. broker isolated", fault))
+
+
+def relay_log_mentions(run: ClusterRun, pattern: str) -> int:
+    relays = [s for s in run.stack.services if s.name == "relay"]
+    return sum(len(re.findall(pattern, relay.output())) for relay in relays)
+
+
+async def test_c_two_of_three_brokers_down_produce_fails_not_enough_replicas(
+    run: ClusterRun,
+) -> None:
+    """Two brokers go, one after the other. X is SIGKILLed and fenced: ISR {Y, Z}. Then Y's
+    Kafka port is cut both ways (clients and replication), its controller left running: the
+    quorum lives, so Z shrinks its partitions' ISR to {Z}, below min.insync.replicas 2, and
+    answers produce requests NOT_ENOUGH_REPLICAS — what a cluster with separate controllers
+    (MSK) shows with two brokers down. Then Y is SIGKILLed too: with combined nodes that takes
+    the quorum, so nothing can change leaders or ISRs, produce requests time out and no new
+    producer id is handed out. The api keeps answering 201, the relays mark nothing the
+    cluster did not acknowledge, and after both are back everything is delivered."""
+
+    async def fault(run: ClusterRun) -> dict[str, object]:
+        controller = await asyncio.to_thread(run.cluster.active_controller)
+        x, y = [n for n in run.cluster.live_ids() if n != controller][:2]
+        before = relay_log_mentions(run, "NotEnoughReplicasError")
+        run.cluster.kill(x)
+        fenced = await run.until(f"node {x} out of every ISR", lambda: out_of_every_isr(run, x))
+        run.cluster.node(y).namespace.cut(KAFKA_PORT)
+        alone = await run.until(
+            "a partition with one in-sync replica",
+            lambda: any(len(v.isr) == 1 for t in run.topics[:2] for v in run.cluster.partitions(t)),
+        )
+        await asyncio.sleep(3.0)
+        refused = relay_log_mentions(run, "NotEnoughReplicasError") - before
+        run.cluster.kill(y)
+        await asyncio.sleep(3.0)
+        run.cluster.heal()
+        run.cluster.launch(x)
+        run.cluster.launch(y)
+        restart = await asyncio.to_thread(run.cluster.wait_up, [x, y])
+        return {
+            "killed": [x, y],
+            "x_fenced_after_s": fenced,
+            "isr_of_one_after_s": alone,
+            "relay_not_enough_replicas_errors": refused,
+            "restart_s": round(restart, 1),
+        }
+
+    figures = await run.phase("c. two of three brokers down", fault)
+    assert_judged_clean(run, figures)
+    errors = figures.context["relay_not_enough_replicas_errors"]
+    assert isinstance(errors, int) and errors > 0, figures.context
+
+
+async def test_d_the_group_coordinator_killed_while_the_workers_commit(run: ClusterRun) -> None:
+    """The broker leading the group's __consumer_offsets partition dies: the workers find the
+    new coordinator and go on committing; redeliveries are absorbed by the inbox."""
+    group = run.settings.kafka_consumer_group
+
+    async def fault(run: ClusterRun) -> dict[str, object]:
+        bootstrap = run.cluster.bootstrap_servers
+        coordinator = await asyncio.to_thread(views.group_coordinator, bootstrap, group)
+        committed = await asyncio.to_thread(views.committed_offsets, bootstrap, group)
+        run.cluster.kill(coordinator)
+        moved = await run.until(
+            "a new group coordinator",
+            lambda: views.group_coordinator(bootstrap, group) != coordinator,
+        )
+        advanced = await run.until(
+            "an offset committed to the new coordinator",
+            lambda: views.committed_offsets(bootstrap, group) != committed,
+        )
+        run.cluster.launch(coordinator)
+        restart = await asyncio.to_thread(run.cluster.wait_up, [coordinator])
+        return {
+            "killed": coordinator,
+            "coordinator_moved_after_s": moved,
+            "commits_resumed_after_s": advanced,
+            "restart_s": round(restart, 1),
+        }
+
+    assert_judged_clean(run, await run.phase("d. group coordinator SIGKILL", fault))
+
+
+async def test_e_the_active_controller_killed(run: ClusterRun) -> None:
+    """The quorum's leader dies: the other two elect a new one; the node restarts from disk."""
+
+    async def fault(run: ClusterRun) -> dict[str, object]:
+        controller = await asyncio.to_thread(run.cluster.active_controller)
+        run.cluster.kill(controller)
+        elected = await run.until(
+            "a new active controller", lambda: run.cluster.active_controller() != controller
+        )
+        await asyncio.sleep(1.0)
+        run.cluster.launch(controller)
+        restart = await asyncio.to_thread(run.cluster.wait_up, [controller])
+        return {"killed": controller, "elected_after_s": elected, "restart_s": round(restart, 1)}
+
+    assert_judged_clean(run, await run.phase("e. active controller SIGKILL", fault))
+
+
+async def test_f_the_leader_paused_past_its_session_then_resumed_a_zombie(
+    run: ClusterRun,
+) -> None:
+    """SIGSTOP past broker.session.timeout.ms: the controller fences the node and moves its
+    leaderships while it is frozen; resumed, it still believes it leads until it learns the
+    new epoch (a zombie): nothing it may accept then can be acknowledged with acks=all."""
+
+    async def fault(run: ClusterRun) -> dict[str, object]:
+        view = await asyncio.to_thread(busiest, run)
+        run.cluster.pause(view.leader)
+        fenced = await run.until(
+            "the leadership moved", lambda: leader_of(run, view) not in (-1, view.leader)
+        )
+        await asyncio.sleep(1.0)
+        run.cluster.resume(view.leader)
+        return {
+            "paused": view.leader,
+            "partition": f"{view.topic}-{view.partition}",
+            "moved_after_s": fenced,
+        }
+
+    assert_judged_clean(run, await run.phase("f. leader SIGSTOP (zombie)", fault))
+
+
+async def test_g_the_whole_cluster_killed_and_started_again_from_its_disks(
+    run: ClusterRun,
+) -> None:
+    """Every node SIGKILLed at once (a power cut without the disks lost): each recovers its
+    log and the quorum; the service's processes reconnect by themselves."""
+
+    async def fault(run: ClusterRun) -> dict[str, object]:
+        for node in run.cluster.nodes:
+            run.cluster.kill(node.node_id)
+        await asyncio.sleep(2.0)
+        for node in run.cluster.nodes:
+            run.cluster.launch(node.node_id)
+        ids = [node.node_id for node in run.cluster.nodes]
+        restart = await asyncio.to_thread(run.cluster.wait_up, ids)
+        return {"restart_s": round(restart, 1)}
+
+    assert_judged_clean(run, await run.phase("g. whole cluster SIGKILL", fault))
+
+
+async def test_h_a_relay_killed_mid_publish_with_idempotence_on(run: ClusterRun) -> None:
+    """A relay frozen (SIGSTOP) inside a publish — rows claimed and sent, lane locks held, not
+    marked — then SIGKILLed once the broker has acknowledged the batch to it: another relay
+    publishes those rows again under its own producer id. To catch a relay there at once, a
+    node that is not the controller is paused for ~1 s meanwhile (acks=all waits for it;
+    shorter than replica.lag.time.max.ms, so no ISR changes). Duplicates are allowed here
+    and counted — the test wants at least one, i.e. the kill did land mid-publish; nothing
+    is lost, nothing applied twice."""
+
+    async def fault(run: ClusterRun) -> dict[str, object]:
+        relay = run.relays[0]
+        controller = await asyncio.to_thread(run.cluster.active_controller)
+        slow = next(n for n in run.cluster.live_ids() if n != controller)
+        run.cluster.pause(slow)
+        try:
+            caught = await run.until(
+                "the relay frozen inside a publish", lambda: frozen_mid_publish(run, relay), 1.5
+            )
+        finally:
+            run.cluster.resume(slow)
+        await asyncio.sleep(0.5)  # the broker acknowledges the batch to the frozen relay
+        run.kill_relay(relay)
+        run.start_relay()
+        return {"node_paused": slow, "caught_mid_publish_after_s": caught}
+
+    figures = await run.phase("h. relay SIGKILL mid-publish", fault)
+    assert_judged_clean(run, figures)
+    assert figures.duplicates > 0, figures.line()
+
+
+def frozen_mid_publish(run: ClusterRun, relay: Service) -> bool:
+    """Freeze the relay; True if it is inside a publish — it has fetched its claimed rows at
+    least SENT_AFTER_S before the freeze and not marked them — else thaw it (False)."""
+    relay.process.send_signal(signal.SIGSTOP)
+    frozen_at = time.time()
+    claimed_at = rows_claimed_at(run, relay.process.pid)
+    if claimed_at is not None and frozen_at - claimed_at >= SENT_AFTER_S:
+        return True
+    relay.process.send_signal(signal.SIGCONT)
+    time.sleep(random.uniform(0.0, 0.05))
+    return False
+
+
+def rows_claimed_at(run: ClusterRun, pid: int) -> float | None:
+    """When the relay's open claim fetched its rows (epoch seconds), if it is waiting outside
+    PostgreSQL since then: idle in transaction after the claim, lane locks held, not marked."""
+    ports = [
+        c.laddr.port
+        for c in psutil.Process(pid).net_connections(kind="tcp")
+        if c.raddr and c.raddr.port == run.postgres_port
+    ]
+
+    async def ask() -> float | None:
+        conn = await asyncpg.connect(run.settings.asyncpg_dsn)
+        try:
+            found = await conn.fetchval(
+                "SELECT max(EXTRACT(EPOCH FROM a.state_change))::float8 FROM pg_stat_activity a"
+                " WHERE a.client_port = ANY($1::int[]) AND a.state = 'idle in transaction'"
+                " AND a.query LIKE '%FOR UPDATE SKIP LOCKED%' AND EXISTS (SELECT 1 FROM"
+                " pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.classid = $2)",
+                ports,
+                LANE_LOCK_NAMESPACE,
+            )
+        finally:
+            await conn.close()
+        return float(found) if found is not None else None
+
+    return asyncio.run(ask()) if ports else None
