@@ -127,13 +127,17 @@ class Checker:
 
         started = time.monotonic()
         records: list[Record] = []
+        ends: dict[tuple[str, int], int] = {}
         for topic in (self.order_topic, self.status_topic):
-            read, _ends = await asyncio.to_thread(read_to_end, self.bootstrap, topic, 30.0, rack)
+            read, topic_ends = await asyncio.to_thread(
+                read_to_end, self.bootstrap, topic, 30.0, rack
+            )
             records += read
+            ends.update({(topic, p): end for p, end in topic_ends.items()})
         figures.read_s = time.monotonic() - started
         figures.records = len(records)
 
-        self._inconsistent(records, figures)
+        self._inconsistent(records, ends, figures)
         outbox = await db.fetch(
             "SELECT id, event_id, topic, aggregate_id, published_at IS NOT NULL AS marked "
             "FROM outbox"
@@ -172,18 +176,22 @@ class Checker:
                 return int(unsettled + unpublished), took
             await asyncio.sleep(0.2)
 
-    def _inconsistent(self, records: list[Record], figures: Figures) -> None:
+    def _inconsistent(
+        self, records: list[Record], ends: dict[tuple[str, int], int], figures: Figures
+    ) -> None:
+        """Against every earlier read: an offset now holding another record, or missing —
+        below the end (a hole) or past it (the log was cut back, or the partition is gone)."""
         now = {(r.topic, r.partition, r.offset): _digest(r) for r in records}
-        reached: dict[tuple[str, int], int] = defaultdict(lambda: -1)
-        for topic, partition, offset in now:
-            reached[(topic, partition)] = max(reached[(topic, partition)], offset)
         bad = []
         for key, digest in self._offsets.items():
             topic, partition, offset = key
-            if now.get(key, digest) != digest:
-                bad.append(f"{key}: read as {digest}, now {now[key]}")
-            elif key not in now and offset <= reached[(topic, partition)]:
-                bad.append(f"{key}: read as {digest}, now missing")
+            if key in now:
+                if now[key] != digest:
+                    bad.append(f"{key}: read as {digest}, now {now[key]}")
+            elif offset < ends.get((topic, partition), -1):
+                bad.append(f"{key}: read as {digest}, now a hole below the end")
+            else:
+                bad.append(f"{key}: read as {digest}, now past the end")
         figures.inconsistent_offsets = len(bad)
         figures.examples["inconsistent_offsets"] = bad[:5]
         for key, digest in now.items():
