@@ -49,6 +49,7 @@ class Figures:
     lost: int = 0
     inconsistent_offsets: int = 0
     out_of_order: int = 0
+    two_status_events: int = 0  # orders confirmed then cancelled: where order could break
     effect_once_violations: int = 0
     stock_balanced: bool = True
     unseen: int = 0
@@ -80,7 +81,8 @@ class Figures:
     def line(self) -> str:
         return (
             f"[{self.fault}] lost {self.lost}, inconsistent offsets {self.inconsistent_offsets}, "
-            f"out of order {self.out_of_order}, effect-once violations "
+            f"out of order {self.out_of_order} (of {self.two_status_events} orders with two "
+            f"status events), effect-once violations "
             f"{self.effect_once_violations} (stock balanced: {self.stock_balanced}), unseen "
             f"{self.unseen}, duplicates {self.duplicates} ({self.duplicates_total} in all); "
             f"{self.accepted_in_phase} orders accepted in the phase, {self.accepted} in all, "
@@ -206,12 +208,25 @@ class Checker:
     ) -> None:
         on_topic = {r.headers.get("ce_id") for r in records}
         created = {r.key for r in records if r.headers.get("ce_type") == "order.created"}
-        lost_orders = [o for o in outcomes.accepted.values() if o not in created]
+        # An order whose created event is still waiting in the outbox is unseen, not lost.
+        waiting = {
+            str(r["aggregate_id"])
+            for r in outbox
+            if r["topic"] == self.order_topic and not r["marked"]
+        }
+        lost_orders = {o for o in outcomes.accepted.values() if o not in created | waiting}
         lost_marked = [
             str(r["event_id"]) for r in outbox if r["marked"] and str(r["event_id"]) not in on_topic
         ]
-        figures.lost = len(set(lost_orders)) + len(lost_marked)
-        figures.examples["lost"] = (lost_orders + lost_marked)[:5]
+        # A marked created row missing from the topic is one loss, counted once.
+        marked_created = {
+            str(r["aggregate_id"])
+            for r in outbox
+            if r["topic"] == self.order_topic and str(r["event_id"]) in lost_marked
+        }
+        lost_orders -= marked_created
+        figures.lost = len(lost_orders) + len(lost_marked)
+        figures.examples["lost"] = (sorted(lost_orders) + lost_marked)[:5]
 
     def _order(
         self,
@@ -241,15 +256,17 @@ class Checker:
             if record.topic == self.status_topic:
                 histories[record.key].append(record)
         for order_id, status in final.items():
+            if status not in SETTLED:
+                continue  # counted as unseen
             history = histories.get(str(order_id), [])
             types = [r.headers.get("ce_type") for r in history]
             if (
-                status not in HISTORIES
-                or types not in HISTORIES[status]
+                types not in HISTORIES[status]
                 or orjson.loads(history[-1].value).get("status") != status
             ):
                 bad.add(str(order_id))
         figures.out_of_order = len(bad)
+        figures.two_status_events = sum(1 for h in histories.values() if len(h) > 1)
         figures.examples["out_of_order"] = sorted(str(b) for b in bad)[:5]
 
     async def _effect_once(
@@ -268,7 +285,9 @@ class Checker:
         bad = []
         for row in rows:
             once = row["created"] == 1 and row["applied"] == 1
-            if row["status"] == "CANCELLED":
+            if row["status"] not in SETTLED:  # not applied yet (unseen): nothing twice either
+                once = row["created"] == 1 and row["applied"] <= 1 and row["decided"] == 0
+            elif row["status"] == "CANCELLED":
                 once = once and row["decided"] in (0, 1) and row["cancelled"] == 1
             else:
                 once = once and row["decided"] == 1 and row["cancelled"] == 0

@@ -86,9 +86,9 @@ class ClusterRun:
         await asyncio.to_thread(self.cluster.wait_fully_replicated, self.topics, timeout_s)
         await self.services_ready(timeout_s)
 
-    async def services_ready(self, timeout_s: float = 60.0) -> None:
+    async def services_ready(self, timeout_s: float = 60.0, path: str = "/readyz") -> None:
         for service in (self.api, *self.relays, *self.workers):
-            await asyncio.to_thread(wait_ok, f"{service.url}/readyz", timeout_s, service.process)
+            await asyncio.to_thread(wait_ok, f"{service.url}{path}", timeout_s, service.process)
 
     def counters(self) -> dict[int, Counter[str]]:
         """Each live relay's and worker's counters, by its port (a killed one's are gone)."""
@@ -101,7 +101,7 @@ class ClusterRun:
         return found
 
     async def until(
-        self, what: str, condition: Callable[[], bool], timeout_s: float = 20.0
+        self, what: str, condition: Callable[[], bool], timeout_s: float = 30.0
     ) -> float:
         """Seconds until `condition()` holds (asked in a thread, every 0.2 s): the stream goes
         on meanwhile. A condition that raises counts as not yet."""
@@ -145,7 +145,7 @@ class ClusterRun:
         context["replicated_s"] = round(
             await asyncio.to_thread(self.cluster.wait_fully_replicated, self.topics, 90.0), 1
         )
-        await self.services_ready()
+        await self.services_ready(path="/metrics")  # a new relay serves its counters
         counted: Counter[str] = Counter()
         for port, now in self.counters().items():
             counted.update(now - before.get(port, Counter()))

@@ -156,7 +156,7 @@ async def test_c_two_of_three_brokers_down_produce_fails_not_enough_replicas(
     async def fault(run: ClusterRun) -> dict[str, object]:
         controller = await asyncio.to_thread(run.cluster.active_controller)
         x, y = [n for n in run.cluster.live_ids() if n != controller][:2]
-        before = relay_log_mentions(run, "NotEnoughReplicasError")
+        before = relay_log_mentions(run, "NotEnoughReplicas")
         run.cluster.kill(x)
         fenced = await run.until(f"node {x} out of every ISR", lambda: out_of_every_isr(run, x))
         run.cluster.node(y).namespace.cut(KAFKA_PORT)
@@ -164,8 +164,12 @@ async def test_c_two_of_three_brokers_down_produce_fails_not_enough_replicas(
             "a partition with one in-sync replica",
             lambda: any(len(v.isr) == 1 for t in run.topics[:2] for v in run.cluster.partitions(t)),
         )
-        await asyncio.sleep(3.0)
-        refused = relay_log_mentions(run, "NotEnoughReplicasError") - before
+        told = await run.until(
+            "a relay answered NOT_ENOUGH_REPLICAS",
+            lambda: relay_log_mentions(run, "NotEnoughReplicas") > before,
+            15.0,
+        )
+        refused = relay_log_mentions(run, "NotEnoughReplicas") - before
         run.cluster.kill(y)
         await asyncio.sleep(3.0)
         run.cluster.heal()
@@ -176,6 +180,7 @@ async def test_c_two_of_three_brokers_down_produce_fails_not_enough_replicas(
             "killed": [x, y],
             "x_fenced_after_s": fenced,
             "isr_of_one_after_s": alone,
+            "relay_told_not_enough_replicas_after_s": told,
             "relay_not_enough_replicas_errors": refused,
             "restart_s": round(restart, 1),
         }
