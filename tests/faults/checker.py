@@ -1,22 +1,37 @@
 """A checker judged by data, Jepsen-style: after a fault, once the cluster is healed, what
 PostgreSQL holds and what an independent client (tests/kafka_reader.py) reads from the topics
 up to their end offsets, counted into `Figures` rather than asserted one at a time, so every
-fault's figures can be printed, kept (checker.json) and compared.
+fault's figures can be printed, kept (checker.json) and compared. Lost, out of order, effect
+once and unseen cover every order so far, not only the phase's.
 
-- **lost**: a 2xx order whose `order.created` is not on the order topic, or an outbox row
-  marked published whose event (its `ce_id`) is on no topic.
+Each rule was seen failing on a broken variant run against the cluster faults
+(test_kafka_cluster_faults.py), with these figures:
+
+- **lost**: a 2xx order whose `order.created` is neither on the order topic nor still waiting
+  unpublished in the outbox, or an outbox row marked published whose event (its `ce_id`) is
+  on no topic. Broken variant: a relay that commits the mark before it publishes — fault c:
+  lost 788.
 - **inconsistent offsets**: one (topic, partition, offset) read with two different records
-  across reads (each read after a fault, each from another replica), or read once and then
-  missing although a later read went past it.
+  across reads (each read after a fault, from another replica each time), or read once and
+  later missing: a hole below the end, or past it (the log cut back, the partition gone).
+  Broken variant: a cluster restarted from empty disks whose topics are made again on first
+  use (Tansu's memory storage) — fault g: inconsistent offsets 1326, lost 1448.
 - **out of order**: an order whose events are on two partitions, whose first copies are not
   in commit (outbox id) order, or whose status events do not follow its transitions to its
-  final status (one decision, then at most a cancellation).
+  final status (one decision, then at most a cancellation). Broken variant: a relay that
+  sends each batch newest first — fault b: 4 of the 15 orders with two status events.
 - **effect once**: an accepted order missing or doubled, or one nobody was answered 2xx for;
-  an order's created event not applied exactly once (one inbox row); a decision or
+  a settled order's created event not applied exactly once (one inbox row); a decision or
   cancellation written other than once; the stock-managed item's books not balanced.
+  Broken variant: a worker that decides a redelivered order again (inbox and the PENDING
+  guard ignored) — fault h: 1 order decided twice, stock books off.
 - **unseen**: an accepted order still not settled, or an outbox row still unpublished, after
-  the bounded final phase.
-- **duplicates**: raw records beyond the first per `ce_id`, over both topics, in this phase.
+  the bounded final phase. Broken variant: a relay whose loop ends at its first failed
+  publish (the process stays up) — fault g: unseen 1101.
+- **duplicates**: raw records beyond the first per `ce_id`, over both topics, in this phase;
+  the test wants 0 where no relay died or replaced its producer. Broken variant: a relay
+  that keeps a producer whose publish timed out — fault c: 31 duplicates, no producer
+  replaced.
 """
 
 from __future__ import annotations
@@ -27,68 +42,18 @@ import json
 import time
 import uuid
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import asyncpg
 import orjson
 
+from tests.faults.figures import Figures
 from tests.faults.stream import HOT_ITEM, Outcomes
 from tests.faults.verdicts import HISTORIES
 from tests.kafka_reader import Record, read_to_end
 
 SETTLED = ("CONFIRMED", "REJECTED", "CANCELLED")
-
-
-@dataclass
-class Figures:
-    fault: str
-    accepted: int = 0  # 2xx orders so far (all phases)
-    accepted_in_phase: int = 0
-    records: int = 0  # raw records on both topics
-    lost: int = 0
-    inconsistent_offsets: int = 0
-    out_of_order: int = 0
-    two_status_events: int = 0  # orders confirmed then cancelled: where order could break
-    effect_once_violations: int = 0
-    stock_balanced: bool = True
-    unseen: int = 0
-    duplicates: int = 0  # in this phase
-    duplicates_total: int = 0
-    settled_s: float = 0.0  # the bounded final phase's length
-    read_s: float = 0.0
-    read_from: str = ""  # the replica's rack the reads preferred
-    context: dict[str, object] = field(default_factory=dict)  # what the fault did, measured
-    examples: dict[str, list[str]] = field(default_factory=dict)
-
-    def violations(self) -> dict[str, object]:
-        """Every rule broken (empty: the checker is satisfied, duplicates aside)."""
-        found: dict[str, object] = {
-            name: getattr(self, name)
-            for name in (
-                "lost",
-                "inconsistent_offsets",
-                "out_of_order",
-                "effect_once_violations",
-                "unseen",
-            )
-            if getattr(self, name)
-        }
-        if not self.stock_balanced:
-            found["stock_balanced"] = False
-        return found
-
-    def line(self) -> str:
-        return (
-            f"[{self.fault}] lost {self.lost}, inconsistent offsets {self.inconsistent_offsets}, "
-            f"out of order {self.out_of_order} (of {self.two_status_events} orders with two "
-            f"status events), effect-once violations "
-            f"{self.effect_once_violations} (stock balanced: {self.stock_balanced}), unseen "
-            f"{self.unseen}, duplicates {self.duplicates} ({self.duplicates_total} in all); "
-            f"{self.accepted_in_phase} orders accepted in the phase, {self.accepted} in all, "
-            f"{self.records} records; settled in {self.settled_s:.1f}s, read from "
-            f"{self.read_from} in {self.read_s:.1f}s; {self.context}"
-        )
 
 
 def _digest(record: Record) -> str:

@@ -24,8 +24,9 @@ import httpx
 from order_service.config import Settings
 from tests.conftest import Infra, make_settings
 from tests.e2e.processes import Service, Stack, running_stack, wait_ok
-from tests.faults.checker import Checker, Figures
+from tests.faults.checker import Checker
 from tests.faults.conftest import FAST_FAILURE_ENV
+from tests.faults.figures import Figures
 from tests.faults.stream import HOT_ITEM, OrderStream, Outcomes
 from tests.netfault.kafka_cluster import KafkaCluster, rack_of
 from tests.scrape import total

@@ -17,27 +17,22 @@ in checker.json in the module's tmp dir.
 from __future__ import annotations
 
 import asyncio
-import random
-import re
-import signal
-import time
 from collections.abc import AsyncIterator
 
-import asyncpg
-import psutil
 import pytest
 
-from order_service.messaging.outbox_store import LANE_LOCK_NAMESPACE
 from tests.conftest import Infra, create_database, drop_database
-from tests.e2e.processes import Service
-from tests.faults.checker import Figures
+from tests.faults.cluster_probes import (
+    busiest,
+    frozen_mid_publish,
+    leader_of,
+    out_of_every_isr,
+    relay_log_mentions,
+)
 from tests.faults.cluster_run import ClusterRun, cluster_stack
+from tests.faults.figures import Figures
 from tests.netfault import kafka_views as views
 from tests.netfault.kafka_cluster import KAFKA_PORT, KafkaCluster
-
-# A relay that fetched its claimed rows this long before it was frozen has sent them (the
-# sender lingers 2 ms) and may be waiting for the acknowledgement, not yet marking.
-SENT_AFTER_S = 0.02
 
 
 @pytest.fixture(scope="module")
@@ -60,26 +55,6 @@ def assert_judged_clean(run: ClusterRun, figures: Figures) -> None:
         assert figures.duplicates == 0, figures.line()
     answers = figures.context["answers_during_fault"]
     assert isinstance(answers, dict) and set(answers) == {201}, answers
-
-
-def busiest(run: ClusterRun) -> views.PartitionView:
-    """The partition of the order or status topic with the most records."""
-    s = run.settings
-    sizes = {
-        (topic, p): end
-        for topic in (s.kafka_order_topic, s.kafka_status_topic)
-        for p, end in views.end_offsets(run.cluster.bootstrap_servers, topic).items()
-    }
-    topic, partition = max(sizes, key=lambda k: sizes[k])
-    return run.cluster.partitions(topic)[partition]
-
-
-def leader_of(run: ClusterRun, view: views.PartitionView) -> int:
-    return run.cluster.partitions(view.topic)[view.partition].leader
-
-
-def out_of_every_isr(run: ClusterRun, node_id: int) -> bool:
-    return all(node_id not in v.isr for t in run.topics for v in run.cluster.partitions(t))
 
 
 async def test_the_service_creates_its_topics_with_three_replicas_and_two_in_sync(
@@ -134,11 +109,6 @@ async def test_b_a_broker_isolated_until_it_leaves_the_isr_then_back(run: Cluste
         return {"isolated": node, "left_isr_after_s": left}
 
     assert_judged_clean(run, await run.phase("b. broker isolated", fault))
-
-
-def relay_log_mentions(run: ClusterRun, pattern: str) -> int:
-    relays = [s for s in run.stack.services if s.name == "relay"]
-    return sum(len(re.findall(pattern, relay.output())) for relay in relays)
 
 
 async def test_c_two_of_three_brokers_down_produce_fails_not_enough_replicas(
@@ -309,43 +279,3 @@ async def test_h_a_relay_killed_mid_publish_with_idempotence_on(run: ClusterRun)
     figures = await run.phase("h. relay SIGKILL mid-publish", fault)
     assert_judged_clean(run, figures)
     assert figures.duplicates > 0, figures.line()
-
-
-def frozen_mid_publish(run: ClusterRun, relay: Service) -> bool:
-    """Freeze the relay; True if it is inside a publish — it has fetched its claimed rows at
-    least SENT_AFTER_S before the freeze and not marked them — else thaw it (False)."""
-    relay.process.send_signal(signal.SIGSTOP)
-    frozen_at = time.time()
-    claimed_at = rows_claimed_at(run, relay.process.pid)
-    if claimed_at is not None and frozen_at - claimed_at >= SENT_AFTER_S:
-        return True
-    relay.process.send_signal(signal.SIGCONT)
-    time.sleep(random.uniform(0.0, 0.05))
-    return False
-
-
-def rows_claimed_at(run: ClusterRun, pid: int) -> float | None:
-    """When the relay's open claim fetched its rows (epoch seconds), if it is waiting outside
-    PostgreSQL since then: idle in transaction after the claim, lane locks held, not marked."""
-    ports = [
-        c.laddr.port
-        for c in psutil.Process(pid).net_connections(kind="tcp")
-        if c.raddr and c.raddr.port == run.postgres_port
-    ]
-
-    async def ask() -> float | None:
-        conn = await asyncpg.connect(run.settings.asyncpg_dsn)
-        try:
-            found = await conn.fetchval(
-                "SELECT max(EXTRACT(EPOCH FROM a.state_change))::float8 FROM pg_stat_activity a"
-                " WHERE a.client_port = ANY($1::int[]) AND a.state = 'idle in transaction'"
-                " AND a.query LIKE '%FOR UPDATE SKIP LOCKED%' AND EXISTS (SELECT 1 FROM"
-                " pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.classid = $2)",
-                ports,
-                LANE_LOCK_NAMESPACE,
-            )
-        finally:
-            await conn.close()
-        return float(found) if found is not None else None
-
-    return asyncio.run(ask()) if ports else None
