@@ -4,14 +4,14 @@ service at its defaults (RF 3, min.insync.replicas 2 there), and the fault suite
 stream — managed stock, cancellations — through an api, two relays and two workers running
 as OS processes with the production producer (idempotent, acks=all).
 
-The faults run in sequence on one cluster and one stack; before each the cluster is restored
-(every node up and in every ISR), after each it is healed and the checker (checker.py) reads
-both topics to their end from another replica each time and judges by data: lost 0,
-inconsistent offsets 0, out of order 0, effect-once violations 0 with the stock books
-balanced, unseen 0 after a bounded final phase; duplicates are counted per fault and must be
-0 unless a relay died or replaced its producer in the phase. Every answer the api gave while
-the fault lasted was 201 (it never waits on Kafka). Each fault's figures are printed and kept
-in checker.json in the module's tmp dir.
+The faults a to h run in sequence on one cluster and one stack (starting three JVMs is the
+expensive part); before each the cluster is restored (every node up and in every ISR), after
+each it is healed and the checker (checker.py) reads both topics to their end, from another
+replica each time, and judges by data: lost 0, inconsistent offsets 0, out of order 0,
+effect-once violations 0 with the stock books balanced, unseen 0 after a bounded final phase;
+duplicates are counted per fault and must be 0 unless a relay died or replaced its producer
+in the phase. Every answer the api gave while the fault lasted was 201 (it never waits on
+Kafka). Each fault's figures are printed and kept in checker.json in the module's tmp dir.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ async def test_the_service_creates_its_topics_with_three_replicas_and_two_in_syn
     run: ClusterRun,
 ) -> None:
     """The topic plan at its defaults on a three-broker cluster: RF 3, min.insync.replicas 2
-    (acks=all means two disks, and one broker may be down with writes going on)."""
+    (acks=all means two disks, and one broker may be down with writes going on). Breaks
+    caught: KAFKA_TOPIC_MIN_INSYNC_REPLICAS=1 (seen: '1' == '2'), a replication factor of 1."""
     bootstrap = run.cluster.bootstrap_servers
     for topic in run.topics:
         partitions = run.cluster.partitions(topic)
@@ -74,7 +75,12 @@ async def test_a_the_leader_of_the_busiest_partition_killed_then_recovered(
     run: ClusterRun,
 ) -> None:
     """SIGKILL (no controlled shutdown), the controller fences the node and elects a new
-    leader from the ISR; the node restarts from its disk (log recovery) and catches up."""
+    leader from the ISR; the node restarts from its disk (log recovery) and catches up.
+
+    Topics with RF 1 are caught by the wait for a new leader (there is no other replica) and
+    by the topic test, not by the checker: a SIGKILL keeps the page cache, so with RF 1 the
+    restarted node still had everything (seen: lost 0, 2 producers replaced, 4 duplicates).
+    What breaks each checker rule is in checker.py."""
 
     async def fault(run: ClusterRun) -> dict[str, object]:
         view = await asyncio.to_thread(busiest, run)
@@ -97,7 +103,9 @@ async def test_a_the_leader_of_the_busiest_partition_killed_then_recovered(
 
 async def test_b_a_broker_isolated_until_it_leaves_the_isr_then_back(run: ClusterRun) -> None:
     """iptables drops everything on the node's interface: followers stop fetching, the node
-    stops heartbeating; it leaves every ISR, then rejoins once healed."""
+    stops heartbeating; it leaves every ISR, then rejoins once healed. Break caught: a relay
+    that sends each batch newest first (out of order 4 of the 15 orders with two status
+    events)."""
 
     async def fault(run: ClusterRun) -> dict[str, object]:
         view = await asyncio.to_thread(busiest, run)
@@ -121,7 +129,11 @@ async def test_c_two_of_three_brokers_down_produce_fails_not_enough_replicas(
     (MSK) shows with two brokers down. Then Y is SIGKILLed too: with combined nodes that takes
     the quorum, so nothing can change leaders or ISRs, produce requests time out and no new
     producer id is handed out. The api keeps answering 201, the relays mark nothing the
-    cluster did not acknowledge, and after both are back everything is delivered."""
+    cluster did not acknowledge, and after both are back everything is delivered.
+
+    Breaks caught: min.insync.replicas 1 (no NOT_ENOUGH_REPLICAS ever: the wait fails), a
+    relay that commits the mark before it publishes (lost 773), a relay that keeps a producer
+    whose publish timed out (31 duplicates with no producer replaced)."""
 
     async def fault(run: ClusterRun) -> dict[str, object]:
         controller = await asyncio.to_thread(run.cluster.active_controller)
@@ -236,7 +248,9 @@ async def test_g_the_whole_cluster_killed_and_started_again_from_its_disks(
     run: ClusterRun,
 ) -> None:
     """Every node SIGKILLed at once (a power cut without the disks lost): each recovers its
-    log and the quorum; the service's processes reconnect by themselves."""
+    log and the quorum; the service's processes reconnect by themselves. Breaks caught: the
+    disks lost too, topics made again on first use (Tansu's restart; inconsistent offsets
+    1326, lost 1448), a relay whose loop ends at its first failed publish (unseen 843)."""
 
     async def fault(run: ClusterRun) -> dict[str, object]:
         for node in run.cluster.nodes:
@@ -258,7 +272,8 @@ async def test_h_a_relay_killed_mid_publish_with_idempotence_on(run: ClusterRun)
     node that is not the controller is paused for ~1 s meanwhile (acks=all waits for it;
     shorter than replica.lag.time.max.ms, so no ISR changes). Duplicates are allowed here
     and counted — the test wants at least one, i.e. the kill did land mid-publish; nothing
-    is lost, nothing applied twice."""
+    is lost, nothing applied twice. Break caught: a worker that decides a redelivered order
+    again (effect-once violations 1, the stock books off, out of order 1)."""
 
     async def fault(run: ClusterRun) -> dict[str, object]:
         relay = run.relays[0]
