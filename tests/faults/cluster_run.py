@@ -169,11 +169,16 @@ class ClusterRun:
         print(f"\n{figures.line()}")
         return figures
 
-    def session_lost(self, figures: Figures) -> bool:
-        """A relay died or replaced its producer in the phase: a new producer id, so a batch
-        the broker kept but the relay never saw acknowledged is published again."""
+    def assert_clean(self, figures: Figures) -> None:
+        """Every checker rule holds; no duplicate unless a relay died or replaced its producer
+        in the phase (a new producer id: a batch the broker kept but the relay never saw
+        acknowledged is published again); the api answered 201 throughout the fault."""
+        assert not figures.violations(), (figures.violations(), figures.examples)
         context = figures.context
-        return bool(context["relays_killed"] or context["relay_producer_recreated"])
+        if not (context["relays_killed"] or context["relay_producer_recreated"]):
+            assert figures.duplicates == 0, figures.line()
+        answers = context["answers_during_fault"]
+        assert isinstance(answers, dict) and set(answers) == {201}, answers
 
     def kill_relay(self, relay: Service) -> None:
         relay.stop(signal.SIGKILL)

@@ -17,6 +17,7 @@ Kafka). Each fault's figures are printed and kept in checker.json in the module'
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator
 
 import pytest
@@ -30,7 +31,6 @@ from tests.faults.cluster_probes import (
     relay_log_mentions,
 )
 from tests.faults.cluster_run import ClusterRun, cluster_stack
-from tests.faults.figures import Figures
 from tests.netfault import kafka_views as views
 from tests.netfault.kafka_cluster import KAFKA_PORT, KafkaCluster
 
@@ -47,14 +47,6 @@ async def run(
     finally:
         print(f"\n[cluster faults] checker figures: {out_dir / 'checker.json'}")
         await drop_database(infra, database)
-
-
-def assert_judged_clean(run: ClusterRun, figures: Figures) -> None:
-    assert not figures.violations(), (figures.violations(), figures.examples)
-    if not run.session_lost(figures):
-        assert figures.duplicates == 0, figures.line()
-    answers = figures.context["answers_during_fault"]
-    assert isinstance(answers, dict) and set(answers) == {201}, answers
 
 
 async def test_the_service_creates_its_topics_with_three_replicas_and_two_in_sync(
@@ -98,7 +90,7 @@ async def test_a_the_leader_of_the_busiest_partition_killed_then_recovered(
             "restart_s": round(restart, 1),
         }
 
-    assert_judged_clean(run, await run.phase("a. leader SIGKILL", fault))
+    run.assert_clean(await run.phase("a. leader SIGKILL", fault))
 
 
 async def test_b_a_broker_isolated_until_it_leaves_the_isr_then_back(run: ClusterRun) -> None:
@@ -116,7 +108,7 @@ async def test_b_a_broker_isolated_until_it_leaves_the_isr_then_back(run: Cluste
         run.cluster.heal()
         return {"isolated": node, "left_isr_after_s": left}
 
-    assert_judged_clean(run, await run.phase("b. broker isolated", fault))
+    run.assert_clean(await run.phase("b. broker isolated", fault))
 
 
 async def test_c_two_of_three_brokers_down_produce_fails_not_enough_replicas(
@@ -168,7 +160,7 @@ async def test_c_two_of_three_brokers_down_produce_fails_not_enough_replicas(
         }
 
     figures = await run.phase("c. two of three brokers down", fault)
-    assert_judged_clean(run, figures)
+    run.assert_clean(figures)
     errors = figures.context["relay_not_enough_replicas_errors"]
     assert isinstance(errors, int) and errors > 0, figures.context
 
@@ -200,7 +192,7 @@ async def test_d_the_group_coordinator_killed_while_the_workers_commit(run: Clus
             "restart_s": round(restart, 1),
         }
 
-    assert_judged_clean(run, await run.phase("d. group coordinator SIGKILL", fault))
+    run.assert_clean(await run.phase("d. group coordinator SIGKILL", fault))
 
 
 async def test_e_the_active_controller_killed(run: ClusterRun) -> None:
@@ -217,7 +209,7 @@ async def test_e_the_active_controller_killed(run: ClusterRun) -> None:
         restart = await asyncio.to_thread(run.cluster.wait_up, [controller])
         return {"killed": controller, "elected_after_s": elected, "restart_s": round(restart, 1)}
 
-    assert_judged_clean(run, await run.phase("e. active controller SIGKILL", fault))
+    run.assert_clean(await run.phase("e. active controller SIGKILL", fault))
 
 
 async def test_f_the_leader_paused_past_its_session_then_resumed_a_zombie(
@@ -241,7 +233,7 @@ async def test_f_the_leader_paused_past_its_session_then_resumed_a_zombie(
             "moved_after_s": fenced,
         }
 
-    assert_judged_clean(run, await run.phase("f. leader SIGSTOP (zombie)", fault))
+    run.assert_clean(await run.phase("f. leader SIGSTOP (zombie)", fault))
 
 
 async def test_g_the_whole_cluster_killed_and_started_again_from_its_disks(
@@ -262,7 +254,7 @@ async def test_g_the_whole_cluster_killed_and_started_again_from_its_disks(
         restart = await asyncio.to_thread(run.cluster.wait_up, ids)
         return {"restart_s": round(restart, 1)}
 
-    assert_judged_clean(run, await run.phase("g. whole cluster SIGKILL", fault))
+    run.assert_clean(await run.phase("g. whole cluster SIGKILL", fault))
 
 
 async def test_h_a_relay_killed_mid_publish_with_idempotence_on(run: ClusterRun) -> None:
@@ -279,18 +271,32 @@ async def test_h_a_relay_killed_mid_publish_with_idempotence_on(run: ClusterRun)
         relay = run.relays[0]
         controller = await asyncio.to_thread(run.cluster.active_controller)
         slow = next(n for n in run.cluster.live_ids() if n != controller)
-        run.cluster.pause(slow)
+        caught: float | None = None
+        attempts = 0
         try:
-            caught = await run.until(
-                "the relay frozen inside a publish", lambda: frozen_mid_publish(run, relay), 1.5
-            )
+            while caught is None and attempts < 3:
+                attempts += 1
+                run.cluster.pause(slow)
+                try:
+                    caught = await run.until(
+                        "the relay frozen inside a publish",
+                        lambda: frozen_mid_publish(run, relay),
+                        1.5,
+                    )
+                except AssertionError:
+                    caught = None
+                finally:
+                    run.cluster.resume(slow)
+                if caught is None:
+                    await asyncio.sleep(3.0)  # the paused node catches up: try again
+            assert caught is not None, "the relay was never caught inside a publish"
+            await asyncio.sleep(0.5)  # the broker acknowledges the batch to the frozen relay
+            run.kill_relay(relay)
         finally:
-            run.cluster.resume(slow)
-        await asyncio.sleep(0.5)  # the broker acknowledges the batch to the frozen relay
-        run.kill_relay(relay)
+            relay.process.send_signal(signal.SIGCONT)  # never left frozen (teardown)
         run.start_relay()
-        return {"node_paused": slow, "caught_mid_publish_after_s": caught}
+        return {"node_paused": slow, "caught_mid_publish_after_s": caught, "attempts": attempts}
 
     figures = await run.phase("h. relay SIGKILL mid-publish", fault)
-    assert_judged_clean(run, figures)
+    run.assert_clean(figures)
     assert figures.duplicates > 0, figures.line()
