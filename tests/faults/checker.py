@@ -125,8 +125,12 @@ class Checker:
         figures.duplicates = figures.duplicates_total - before
 
         self.history.append(figures)
-        self.out_path.write_text(json.dumps([asdict(f) for f in self.history], indent=1))
+        self.save()
         return figures
+
+    def save(self) -> None:
+        """Every fault's figures so far, to checker.json."""
+        self.out_path.write_text(json.dumps([asdict(f) for f in self.history], indent=1))
 
     async def _final_phase(
         self, db: asyncpg.Connection, outcomes: Outcomes, timeout_s: float

@@ -166,6 +166,7 @@ class ClusterRun:
         finally:
             await db.close()
         figures.context["phase_s"] = round(time.monotonic() - started, 1)
+        self.checker.save()
         print(f"\n{figures.line()}")
         return figures
 
