@@ -173,7 +173,7 @@ async def assert_events_on_the_topics(
     total = duplicates = 0
     histories: dict[str, list[str]] = {}
     for topic in (order_topic, status_topic):
-        records = await asyncio.to_thread(read_all, bootstrap, topic, 30.0, 2.0)
+        records = await asyncio.to_thread(read_all, bootstrap, topic, 30.0)
         dupes, firsts = await _held_in_commit_order(db, topic, records)
         total += len(records)
         duplicates += dupes

@@ -74,6 +74,7 @@ class KafkaBroker:
     # (KIP-900), so a SASL listener has its users before the node first starts.
     scram_users: Mapping[str, str] = field(default_factory=dict)
     heap_mb: int = 512
+    jvm_options: Sequence[str] = ()  # e.g. -XX:TieredStopAtLevel=1 (less JIT work at start)
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -177,7 +178,9 @@ class KafkaBroker:
                 ensure_free(self.host, self.port, "the Kafka broker")
             out = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
             self._process = subprocess.Popen(
-                runtime.command("kafka.Kafka", str(config), heap_mb=self.heap_mb),
+                runtime.command(
+                    "kafka.Kafka", str(config), heap_mb=self.heap_mb, jvm_options=self.jvm_options
+                ),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
