@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,7 +13,19 @@ from fastapi import FastAPI
 
 from order_service.bootstrap import api_app
 from order_service.config import Settings
+from order_service.devstack.kafka import KafkaBroker
+from order_service.devstack.ports import free_port
 from tests.jwt_helpers import AUDIENCE, ISSUER
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
+    """An Apache Kafka node of this test's own, started, to kill, freeze and restart."""
+    broker = KafkaBroker(tmp_path / "kafka", port=free_port(), log_path=tmp_path / "kafka.log")
+    broker.start()
+    yield broker
+    broker.signal(signal.SIGCONT)
+    broker.destroy()
 
 
 @pytest.fixture

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -26,7 +24,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from order_service.config import Settings
 from order_service.devstack.kafka import KafkaBroker
-from order_service.devstack.ports import free_port
 from order_service.domain.order import Order
 from order_service.messaging.kafka_client import create_consumer, create_producer, ensure_topics
 from order_service.messaging.lifecycle import start_consumer
@@ -130,15 +127,6 @@ async def test_a_worker_holding_no_partition_takes_over_long_after_max_poll_inte
 
 async def _split(one: Member, two: Member) -> bool:
     return len(one.holds() | two.holds()) == 1 and not (one.holds() and two.holds())
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
-    broker = KafkaBroker(tmp_path / "kafka", port=free_port(), log_path=tmp_path / "kafka.log")
-    broker.start()
-    yield broker
-    broker.signal(signal.SIGCONT)
-    broker.destroy()
 
 
 async def test_the_worker_consumes_again_after_its_broker_was_killed_and_restarted(

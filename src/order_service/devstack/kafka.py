@@ -24,7 +24,7 @@ from pathlib import Path
 from aiokafka.client import AIOKafkaClient
 
 from order_service.devstack import netns
-from order_service.devstack.broker import BrokerStartError
+from order_service.devstack.broker import BrokerStartError, stop_process
 from order_service.devstack.kafka_runtime import KafkaRuntime, installed
 from order_service.devstack.pdeathsig import die_with_parent
 from order_service.devstack.ports import ensure_free, free_port
@@ -228,15 +228,7 @@ class KafkaBroker:
 
     def stop(self, timeout_s: float = 15.0) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGCONT)
-        process.terminate()
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout_s)
 
     def destroy(self) -> None:
         self.stop(timeout_s=5.0)
