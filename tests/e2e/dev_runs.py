@@ -161,8 +161,8 @@ class DevHome:
             dev.hang_up()
 
     def ports_free(self) -> bool:
-        # Apache Kafka's controller listens on the port after the broker's.
-        extra = [self.ports["kafka"] + 1] if self.broker == "kafka" else []
+        # Apache Kafka's controller listens two ports above the broker's.
+        extra = [self.ports["kafka"] + 2] if self.broker == "kafka" else []
         return all(is_free("127.0.0.1", port) for port in [*self.ports.values(), *extra])
 
 

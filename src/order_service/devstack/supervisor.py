@@ -73,7 +73,11 @@ class DevStack:
         wanted = [
             ("PostgreSQL", self.postgres_port),
             ("the Kafka broker", self.kafka_port),
-            *((("Kafka's controller", self.kafka_port + 1),) if self.broker == "kafka" else ()),
+            *(
+                (("Kafka's controller", self.kafka_controller_port),)
+                if self.broker == "kafka"
+                else ()
+            ),
             ("the api", self.api_port),
             ("the relay", self.relay_port),
             ("the worker", self.worker_port),
@@ -92,6 +96,11 @@ class DevStack:
             except PortInUse as exc:
                 raise DevStackError(str(exc)) from None
 
+    @property
+    def kafka_controller_port(self) -> int:
+        # Two above the broker's: 9094 by default, clear of Alertmanager's 9093 (make observe).
+        return self.kafka_port + 2
+
     def _make_broker(self, base: Path) -> Broker:
         if self.broker == "tansu":
             return TansuBroker(port=self.kafka_port, host=self.host, log_path=base / "tansu.log")
@@ -99,7 +108,7 @@ class DevStack:
             return KafkaBroker(
                 base / "kafka",  # kept, like PostgreSQL's data: topics survive a restart
                 port=self.kafka_port,
-                controller_port=self.kafka_port + 1,
+                controller_port=self.kafka_controller_port,
                 host=self.host,
                 log_path=base / "kafka.log",
             )
