@@ -81,7 +81,7 @@ async def decisions(
 
 def partitions_used(settings: Settings, placed: dict[str, list[str]]) -> set[int]:
     ours = {i for ids in placed.values() for i in ids}
-    records = read_all(settings.kafka_bootstrap_servers, settings.kafka_order_topic, 20.0, 1.0)
+    records = read_all(settings.kafka_bootstrap_servers, settings.kafka_order_topic, 20.0)
     return {r.partition for r in records if r.key in ours}
 
 

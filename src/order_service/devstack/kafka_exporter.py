@@ -27,6 +27,7 @@ from typing import Any
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -34,6 +35,9 @@ from prometheus_client.registry import Collector
 
 from order_service.config import Settings
 from order_service.messaging.kafka_client import client_options
+from order_service.observability.logging import get_logger
+
+log = get_logger(__name__)
 
 _PARTITION = ["topic", "partition"]
 _GROUP_PARTITION = ["consumergroup", "topic", "partition"]
@@ -122,7 +126,18 @@ class KafkaExporter:
         groups = sorted({g[0] for g in await self._admin.list_consumer_groups()})
         if not groups:
             return
-        members = _members(await self._admin.describe_consumer_groups(groups))
+        # One group at a time: a group aiokafka cannot describe (another client's protocol)
+        # costs its own series only, never the whole scrape.
+        members: dict[str, int] = {}
+        described: list[str] = []
+        for group in groups:
+            try:
+                members.update(_members(await self._admin.describe_consumer_groups([group])))
+            except KafkaError as exc:
+                log.warning("kafka_exporter_group_skipped", group=group, error=repr(exc))
+                continue
+            described.append(group)
+        groups = described
         by_topic: dict[str, list[int]] = defaultdict(list)
         for p in partitions:
             by_topic[p.topic].append(p.partition)
