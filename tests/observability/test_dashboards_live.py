@@ -80,7 +80,6 @@ NOT_EXERCISED = {
     "outbox_publish_failures_total",
     "worker_events_duplicate_total",
     "relay_producer_recreated_total",
-    "worker_producer_recreated_total",
     "worker_dead_letters_dropped_total",
     "housekeeping_deleted_rows_total",
 }
