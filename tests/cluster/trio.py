@@ -7,8 +7,10 @@ To see NOT_ENOUGH_REPLICAS here, a test gives its topic min.insync.replicas 3 an
 
 Not the network-fault rig's cluster (tests/netfault/, each broker in a namespace): here a fault
 is a signal to one JVM (SIGKILL, SIGTERM, SIGSTOP) or its restart from the same storage.
-Brokers are fenced 3 s after their last heartbeat (the default is 9 s), so a killed leader's
-partitions move, or go offline, within seconds.
+Brokers are fenced 6 s after their last heartbeat (the default is 9 s), so a killed leader's
+partitions move, or go offline, within seconds — yet not before an idle consumer's next
+heartbeat (every 3 s, aiokafka's default) has found its coordinator gone: fenced at 3 s, the
+group's coordinator often moved before the worker noticed, and its test raced the move.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from order_service.devstack.kafka import KafkaBroker, Voter, new_cluster_id
 from order_service.devstack.ports import free_port
 
 FAST_FENCING = {
-    "broker.session.timeout.ms": "3000",
+    "broker.session.timeout.ms": "6000",
     "broker.heartbeat.interval.ms": "500",
     "replica.lag.time.max.ms": "4000",
     "leader.imbalance.check.interval.seconds": "5",
