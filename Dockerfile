@@ -28,7 +28,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
 ARG APP_UID=10001
 LABEL org.opencontainers.image.title="order-service" \
-      org.opencontainers.image.source="https://github.com/example/order-service" \
+      org.opencontainers.image.source="https://github.com/order-service/order-service" \
       org.opencontainers.image.licenses="MIT"
 RUN groupadd --system --gid ${APP_UID} app \
  && useradd --system --uid ${APP_UID} --gid app --home-dir /app --shell /usr/sbin/nologin app

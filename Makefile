@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 UV := $(or $(shell command -v uv 2>/dev/null),.uv/bin/uv)
 
 .DEFAULT_GOAL := help
-.PHONY: help install dev test test-fast lint format typecheck bench migrate clean system-deps kafka
+.PHONY: help install dev observe observe-install test test-fast lint format typecheck bench migrate clean system-deps kafka
 
 help: ## list the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ help: ## list the commands
 $(BIN)/order-service: pyproject.toml uv.lock
 	@if [ ! -x "$(UV)" ]; then \
 	  $(PYTHON) -m venv .uv && .uv/bin/pip install --quiet --disable-pip-version-check uv; fi
-	$(UV) sync --frozen --python $(PYTHON) --extra aws
+	$(UV) sync --frozen --python $(PYTHON) --extra aws --extra devstack --extra loadtest
 	@touch $@
 
 install: $(BIN)/order-service ## create .venv/ from the lock file (uv), CLI at .venv/bin/order-service
@@ -31,7 +31,14 @@ dev: install ## the whole stack embedded (PostgreSQL + broker + api + relay + wo
 	$(if $(filter kafka,$(BROKER)),@$(BIN)/python -m order_service.devstack.kafka_runtime)
 	$(BIN)/order-service dev $(if $(BROKER),--broker $(BROKER))
 
-test: install system-deps kafka lint typecheck ## install everything, then run every test
+observe-install: ## build Jaeger and the OpenTelemetry Collector from source into ~/.cache (once)
+	@bash scripts/observe-install.sh
+
+observe: install system-deps observe-install ## make dev + Prometheus, Alertmanager, exporters, Collector, Jaeger (BROKER= too)
+	$(if $(filter kafka,$(BROKER)),@$(BIN)/python -m order_service.devstack.kafka_runtime)
+	$(BIN)/order-service dev --observe $(if $(BROKER),--broker $(BROKER))
+
+test: install system-deps kafka observe-install lint typecheck ## install everything, then run every test
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test-fast: install ## unit tests only

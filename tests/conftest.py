@@ -26,8 +26,8 @@ from order_service.devstack.postgres import EmbeddedPostgres
 from order_service.persistence.migrate import upgrade_to_head
 
 # The network-fault rig's fixtures (netlab, netns_postgres, netns_broker, pg_failover,
-# net_infra, delay_proxy), usable from every test directory.
-pytest_plugins = ["tests.netfault.fixtures"]
+# net_infra, delay_proxy) and the SASL_SSL node (secure_kafka), usable from every directory.
+pytest_plugins = ["tests.netfault.fixtures", "tests.secure_kafka"]
 
 TEMPLATE_DB = "orderdb_template"
 

@@ -18,11 +18,12 @@ from order_service.domain.events import OrderCreated, OrderStatusChanged
 from order_service.domain.order import Order, RejectionReason
 from order_service.messaging.envelope import (
     Event,
-    OutboxMessage,
     kafka_headers,
     order_created_message,
+    wire_headers,
 )
 from order_service.messaging.kafka_client import client_options, create_producer
+from order_service.persistence.outbox_message import OutboxMessage
 
 _INSERT_ORDER = """
 INSERT INTO orders (id, item, quantity, status, created_at, updated_at)
@@ -224,7 +225,7 @@ class Raw:
     @classmethod
     def of(cls, message: OutboxMessage, source: str = "order-service") -> Raw:
         """As the relay sends it (`source`: the relay's SERVICE_NAME)."""
-        return cls(message.key, message.payload, message.wire_headers(source))
+        return cls(message.key, message.payload, wire_headers(message, source))
 
 
 async def produce(settings: Settings, messages: list[Raw], *, partition: int | None = None) -> None:

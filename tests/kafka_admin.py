@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 
 async def create_topic(
@@ -12,5 +13,15 @@ async def create_topic(
     await admin.start()
     try:
         await admin.create_topics([NewTopic(name, partitions, replication_factor)])
+    finally:
+        await admin.close()
+
+
+async def set_topic_config(bootstrap_servers: str, topic: str, configs: dict[str, str]) -> None:
+    """Alter `topic`'s dynamic configs (e.g. `max.message.bytes`), as an operator would."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs)])
     finally:
         await admin.close()

@@ -1,6 +1,11 @@
 """An independent reader (librdkafka via confluent-kafka) to check what really reached the broker.
 
-It assigns partitions explicitly: a confluent-kafka group subscribe hangs against Tansu.
+It reads exactly up to the end offsets (high watermarks) taken when it starts: Apache Kafka
+counts them per record, so the last record below them is the last one acks=all kept, and
+nothing later slips in. It assigns partitions instead of joining a group: no membership, no
+rebalance to wait for, no committed offsets left behind (a group subscribe works on Apache
+Kafka; it hung on Tansu, which this reader was first written for). `rack` reads from the
+replica in that rack (follower fetching, KIP-392), where the cluster is configured for it.
 """
 
 from __future__ import annotations
@@ -22,15 +27,16 @@ class Record:
     headers: dict[str, str]
 
 
-def _consumer(bootstrap: str) -> Consumer:
-    return Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "test-reader",  # required by librdkafka; never joined or committed
-            "enable.auto.commit": False,
-            "enable.partition.eof": False,
-        }
-    )
+def _consumer(bootstrap: str, rack: str | None = None) -> Consumer:
+    config: dict[str, str | bool] = {
+        "bootstrap.servers": bootstrap,
+        "group.id": "test-reader",  # required by librdkafka; never joined or committed
+        "enable.auto.commit": False,
+        "enable.partition.eof": False,
+    }
+    if rack is not None:
+        config["client.rack"] = rack
+    return Consumer(config)
 
 
 def _text(value: str | bytes | None) -> str:
@@ -52,15 +58,12 @@ def _record(msg: Message) -> Record:
     )
 
 
-def read_all(
-    bootstrap: str, topic: str, timeout_s: float = 10.0, idle_s: float = 1.0
-) -> list[Record]:
-    """Every message now in `topic`, by partition then offset.
-
-    Tansu reports high watermarks per record batch rather than per record, so the reader keeps
-    polling until the partitions have been quiet for `idle_s` after reaching those watermarks.
-    """
-    consumer = _consumer(bootstrap)
+def read_to_end(
+    bootstrap: str, topic: str, timeout_s: float = 10.0, rack: str | None = None
+) -> tuple[list[Record], dict[int, int]]:
+    """Every record of `topic` below the end offsets taken at the start, by partition then
+    offset, and those end offsets. A TimeoutError when they are not all read in time."""
+    consumer = _consumer(bootstrap, rack)
     try:
         metadata = consumer.list_topics(topic, timeout=timeout_s)
         partitions = sorted(metadata.topics[topic].partitions)
@@ -70,25 +73,26 @@ def read_all(
         }
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         records: list[Record] = []
-        next_offset: dict[int, int] = {}
+        next_offset = dict.fromkeys(partitions, 0)
         deadline = time.monotonic() + timeout_s
-        quiet_since = time.monotonic()
-        while True:
-            caught_up = all(next_offset.get(p, 0) >= hi for p, hi in ends.items())
-            if caught_up and time.monotonic() - quiet_since >= idle_s:
-                break
+        while any(next_offset[p] < end for p, end in ends.items()):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"read {len(records)} of {topic}; watermarks {ends}")
+                raise TimeoutError(f"read {len(records)} of {topic}: at {next_offset}, ends {ends}")
             msg = consumer.poll(0.1)
             if msg is None or msg.error():
                 continue
-            quiet_since = time.monotonic()
             record = _record(msg)
-            records.append(record)
+            if record.offset < ends[record.partition]:
+                records.append(record)
             next_offset[record.partition] = record.offset + 1
-        return sorted(records, key=lambda r: (r.partition, r.offset))
+        return sorted(records, key=lambda r: (r.partition, r.offset)), ends
     finally:
         consumer.close()
+
+
+def read_all(bootstrap: str, topic: str, timeout_s: float = 10.0) -> list[Record]:
+    """Every message now in `topic` (up to its end offsets), by partition then offset."""
+    return read_to_end(bootstrap, topic, timeout_s)[0]
 
 
 async def wait_for_records(

@@ -1,17 +1,25 @@
-"""Generates the Grafana dashboards of the order service as plain JSON.
+"""Generates the Grafana dashboards of the order service with Grafana's foundation SDK.
 
-Run `python deploy/grafana/generate.py` after editing and commit the JSON it writes to
+Run `.venv/bin/python deploy/grafana/generate.py` after editing and commit the JSON it writes to
 deploy/grafana/dashboards/; `--check` fails when the committed JSON is stale (a test runs the
-same comparison). Plain dicts keep the generator dependency-free and the output reviewable.
+same comparison). The SDK (`grafana-foundation-sdk`, a dev dependency) types every panel
+option against the Grafana release it names; keys are written sorted so that the files only
+change when a board does.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.dashboard import (
+    Dashboard,
+    VariableOption,
+    VariableRefresh,
+    VariableSort,
+)
 from infra_boards import kafka, postgres
 from orders_board import orders_outbox
 from panels import (
@@ -20,7 +28,8 @@ from panels import (
     ERROR_BUDGET,
     RATE,
     SLO_TARGET,
-    Json,
+    Panel,
+    QueryVariable,
     dashboard,
     error_ratio,
     mean,
@@ -33,25 +42,24 @@ from panels import (
 )
 
 OUT_DIR = Path(__file__).resolve().parent / "dashboards"
+ENCODER = JSONEncoder(sort_keys=True, indent=2, ensure_ascii=False)
 
 
-def red() -> Json:
+def red() -> Dashboard:
     sel = f'{API},route=~"$route"'
-    route_var = {
-        "type": "query",
-        "name": "route",
-        "label": "Route",
-        "datasource": DATASOURCE,
-        "query": {"query": "label_values(http_requests_total, route)", "refId": "route"},
-        "definition": "label_values(http_requests_total, route)",
-        "multi": True,
-        "includeAll": True,
-        "allValue": ".*",
-        "refresh": 2,
-        "sort": 1,
-        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
-    }
-    panels = [
+    route_var = (
+        QueryVariable("route")
+        .label("Route")
+        .datasource(DATASOURCE)
+        .query({"query": "label_values(http_requests_total, route)", "refId": "route"})
+        .multi(True)
+        .include_all(True)
+        .all_value(".*")
+        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(VariableSort.ALPHABETICAL_ASC)
+        .current(VariableOption(selected=True, text=["All"], value=["$__all"]))
+    )
+    panels: list[Panel] = [
         stat(
             "Requests / s",
             f"sum(rate(http_requests_total{{{sel}}}[5m]))",
@@ -138,10 +146,10 @@ def red() -> Json:
     )
 
 
-def slo() -> Json:
+def slo() -> Dashboard:
     budget = ERROR_BUDGET
     burn_limits = thresholds((None, "green"), (6, "orange"), (14.4, "red"))
-    panels = [
+    panels: list[Panel] = [
         stat(
             "Availability (30 days)",
             f"1 - ({error_ratio('30d')})",
@@ -211,14 +219,14 @@ def slo() -> Json:
     )
 
 
-def render_all() -> dict[str, Json]:
+def render_all() -> dict[str, Dashboard]:
     """Every dashboard keyed by its file name under deploy/grafana/dashboards/."""
     boards = [red(), orders_outbox(), kafka(), postgres(), slo()]
-    return {f"{board['uid']}.json": board for board in boards}
+    return {f"{board.uid}.json": board for board in boards}
 
 
-def serialise(board: Json) -> str:
-    return json.dumps(board, indent=2, ensure_ascii=False) + "\n"
+def serialise(board: Dashboard) -> str:
+    return ENCODER.encode(board) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

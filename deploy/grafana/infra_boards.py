@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from grafana_foundation_sdk.models.dashboard import Dashboard
 from panels import (
     DLQ,
     NOT_DLQ,
     RATE,
-    Json,
+    Panel,
     dashboard,
     quantiles,
     row,
@@ -17,9 +18,9 @@ from panels import (
 )
 
 
-def kafka() -> Json:
+def kafka() -> Dashboard:
     lag_limits = thresholds((None, "green"), (1000, "red"))
-    panels = [
+    panels: list[Panel] = [
         row("Consumer lag"),
         timeseries(
             "Worker lag (messages) per partition",
@@ -174,8 +175,8 @@ def kafka() -> Json:
     )
 
 
-def postgres() -> Json:
-    panels = [
+def postgres() -> Dashboard:
+    panels: list[Panel] = [
         stat(
             "PostgreSQL up",
             "max(pg_up)",

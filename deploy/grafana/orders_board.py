@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from panels import RATE, Json, dashboard, mean, quantiles, row, target, thresholds, timeseries
+from grafana_foundation_sdk.models.dashboard import Dashboard
+from panels import (
+    RATE,
+    Panel,
+    dashboard,
+    mean,
+    quantiles,
+    row,
+    target,
+    thresholds,
+    timeseries,
+)
 
 
-def orders_outbox() -> Json:
+def orders_outbox() -> Dashboard:
     age_limits = thresholds((None, "green"), (60, "orange"), (600, "red"))
-    panels = [
+    panels: list[Panel] = [
         row("Orders"),
         timeseries(
             "Orders created / s",
@@ -95,7 +106,7 @@ def orders_outbox() -> Json:
     )
 
 
-def lifecycle_panels() -> list[Json]:
+def lifecycle_panels() -> list[Panel]:
     rejected, confirmed = "orders_rejected_total", "orders_confirmed_total"
     # The alert's ratio; `or vector(0)` on both counts gives 0% before the first rejection
     # (and with no confirmation yet, 100%) instead of "no data".
@@ -154,7 +165,7 @@ def lifecycle_panels() -> list[Json]:
     ]
 
 
-def write_path_panels() -> list[Json]:
+def write_path_panels() -> list[Panel]:
     return [
         row("Write path and dependencies"),
         timeseries(

@@ -2,8 +2,9 @@
 
 Grafana cannot run everywhere the repository is built, so the README's dashboard pictures are
 drawn here: each panel sits on the dashboard's 24-column gridPos grid and shows what its
-queries returned over [start, end]. Standard library only, like generate.py, and deterministic
-for the same data, so a regenerated preview only changes when the data does.
+queries returned over [start, end]. Standard library only (it reads the committed JSON, not the
+generator's SDK), and deterministic for the same data, so a regenerated preview only changes when
+the data does.
 
     python deploy/grafana/preview.py --prometheus http://127.0.0.1:9090 \\
         --start 1700000000 --end 1700000600 --out docs/dashboards

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from order_service.api.app import create_app
 from order_service.api.auth import Authenticator
 from order_service.api.container import ApiContainer
 from order_service.api.readiness import Readiness
 from order_service.config import Settings
-from order_service.messaging.lifecycle import open_pool
+from order_service.persistence.database import open_pool
 from order_service.persistence.order_writer import OrderWriter
 from order_service.service.cancel_order import OrderCancellation
 from order_service.service.idempotency import InFlightKeys
@@ -49,3 +55,30 @@ async def build_api(settings: Settings) -> ApiContainer:
 async def close_api(container: ApiContainer) -> None:
     await container.authenticator.aclose()
     await container.pool.close()
+
+
+@asynccontextmanager
+async def api_container(settings: Settings) -> AsyncIterator[ApiContainer]:
+    container = await build_api(settings)
+    try:
+        yield container
+    finally:
+        await close_api(container)
+
+
+def api_app(settings: Settings) -> FastAPI:
+    """The api as served: the app, with the container it opens at start-up and closes at stop."""
+    return create_app(settings, api_container)
+
+
+def app_from_environment() -> FastAPI:
+    """uvicorn factory (`--factory`): settings are read when the server starts, not at import."""
+    from order_service.config import get_settings
+    from order_service.observability.logging import configure_logging
+    from order_service.observability.tracing import configure_tracing
+
+    settings = get_settings()
+    # Again here: each uvicorn worker process starts from nothing and needs both.
+    configure_logging(settings, "api")
+    configure_tracing(settings, "api")
+    return api_app(settings)

@@ -10,7 +10,13 @@ from typing import Annotated
 
 import typer
 
-from order_service.cli_errors import fail, settings_or_fail
+from order_service.cli_errors import (
+    fail,
+    fail_without_extra,
+    missing_extra,
+    needs_extra,
+    settings_or_fail,
+)
 from order_service.config import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
@@ -70,8 +76,8 @@ def api(
 
     from order_service.api.draining import serve
     from order_service.domain.errors import ServiceUnavailable
-    from order_service.messaging.lifecycle import open_pool
     from order_service.observability.logging import logging_config
+    from order_service.persistence.database import open_pool
 
     settings = settings_or_fail()
     _init_observability(settings, "api")
@@ -88,7 +94,7 @@ def api(
     if workers > 1:
         _share_metrics_between_workers()
     config = uvicorn.Config(
-        "order_service.api.app:app_from_environment",
+        "order_service.bootstrap:app_from_environment",
         factory=True,
         host=host,
         port=port,
@@ -135,6 +141,18 @@ def worker(host: Host = "127.0.0.1", port: int = 8002) -> None:
     _run_until_signal(lambda stop: run_worker(settings, stop=stop, http_host=host, http_port=port))
 
 
+@app.command("kafka-exporter")
+def kafka_exporter(host: Host = "127.0.0.1", port: int = 9308) -> None:
+    """Serve kafka_exporter's metrics (offsets, consumer-group lag) for KAFKA_BOOTSTRAP_SERVERS."""
+    with needs_extra("kafka-exporter", "devstack"):  # a dev and test tool, not in the image
+        from order_service.devstack.kafka_exporter import serve
+    from order_service.observability.logging import configure_logging
+
+    settings = settings_or_fail()
+    configure_logging(settings, "kafka-exporter")
+    _run_until_signal(lambda stop: serve(settings, host, port, stop))
+
+
 @app.command()
 def migrate() -> None:
     """Apply the database migrations (Alembic upgrade head), retried until STARTUP_TIMEOUT_S."""
@@ -163,11 +181,16 @@ def dlq_replay(
     dry_run: Annotated[bool, typer.Option(help="Only count what would be replayed.")] = False,
 ) -> None:
     """Re-publish dead-lettered events to their original topic."""
+    from order_service.domain.errors import ServiceUnavailable
     from order_service.messaging.dlq import replay_dlq
+    from order_service.messaging.kafka_security import KafkaAccessRefused
 
     settings = settings_or_fail()
     _init_observability(settings, "dlq-replay")
-    count = asyncio.run(replay_dlq(settings, limit=limit, dry_run=dry_run))
+    try:
+        count = asyncio.run(replay_dlq(settings, limit=limit, dry_run=dry_run))
+    except (ServiceUnavailable, KafkaAccessRefused) as exc:
+        fail(str(exc))
     verb = "would replay" if dry_run else "replayed"
     typer.echo(f"{verb} {count} event(s) from {settings.dlq_topic}")
 
@@ -180,6 +203,16 @@ def dev(
     relay_port: int = 8001,
     worker_port: int = 8002,
     data_dir: Annotated[str, typer.Option(help="Where PostgreSQL keeps its data.")] = ".dev",
+    observe: Annotated[
+        bool,
+        typer.Option(
+            help="Also run Prometheus, Alertmanager, postgres- and kafka-exporter, the "
+            "OpenTelemetry Collector and Jaeger (build them first: scripts/observe-install.sh)."
+        ),
+    ] = False,
+    observe_port_offset: Annotated[
+        int, typer.Option(help="Move every --observe port (9090, 16686, ...) by this much.")
+    ] = 0,
     broker: Annotated[
         str,
         typer.Option(
@@ -189,7 +222,9 @@ def dev(
     ] = "tansu",
 ) -> None:
     """Run everything locally without Docker: PostgreSQL, a Kafka broker, api, relay, worker."""
-    from order_service.devstack.supervisor import DevStack, DevStackError
+    with needs_extra("dev", "devstack"):  # the production image has neither server
+        from order_service.devstack.observe import ObservePorts
+        from order_service.devstack.supervisor import DevStack, DevStackError
 
     stack = DevStack(
         data_dir=data_dir,
@@ -198,6 +233,8 @@ def dev(
         api_port=api_port,
         relay_port=relay_port,
         worker_port=worker_port,
+        observe=observe,
+        observe_ports=ObservePorts().shifted(observe_port_offset),
         broker=broker,
     )
     try:
@@ -223,6 +260,15 @@ def doctor(
             show_default=False,
         ),
     ] = None,
+    kafka_bootstrap_servers: Annotated[
+        str | None,
+        typer.Option(
+            envvar="KAFKA_BOOTSTRAP_SERVERS",
+            help="Show this Kafka cluster's brokers, controller and the service's partitions"
+            " (default: $KAFKA_BOOTSTRAP_SERVERS; TLS/SASL and topics from the environment).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Check every endpoint of a running stack and print a table; exit 1 if any fails."""
     from rich.console import Console
@@ -231,7 +277,12 @@ def doctor(
     from order_service.doctor import Targets, diagnose
 
     targets = Targets(api, relay, worker, prometheus, grafana, jaeger, alertmanager)
-    results = asyncio.run(diagnose(targets, postgres_dsn=postgres_dsn))
+    kafka = None
+    if kafka_bootstrap_servers:
+        kafka = settings_or_fail().model_copy(
+            update={"kafka_bootstrap_servers": kafka_bootstrap_servers}
+        )
+    results = asyncio.run(diagnose(targets, postgres_dsn=postgres_dsn, kafka=kafka))
     table = Table(title="order-service doctor")
     for column in ("check", "url", "result"):
         table.add_column(column)
@@ -255,7 +306,19 @@ _register_commands_of_their_own()
 def _register_optional_commands() -> None:
     try:
         from order_service.loadtest.command import loadtest
-    except ImportError:  # the load tester lands separately
+    except ModuleNotFoundError as exc:  # the image leaves the load tester out
+        module = missing_extra("loadtest", exc)
+        if module is None:
+            raise
+
+        @app.command(
+            "loadtest",
+            context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        )
+        def loadtest_not_installed() -> None:
+            """Load generator (needs the 'loadtest' extra, not installed here)."""
+            fail_without_extra("loadtest", "loadtest", str(module))
+
         return
     app.command("loadtest")(loadtest)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from order_service.persistence.dsn import parse_dsn
@@ -44,7 +44,11 @@ class Settings(BaseSettings):
     kafka_security_protocol: KafkaSecurityProtocol = "PLAINTEXT"
     kafka_sasl_mechanism: KafkaSaslMechanism | None = None
     kafka_sasl_username: str | None = None
-    kafka_sasl_password: str | None = None
+    # A secret: never in a repr, a log line or an error message.
+    kafka_sasl_password: SecretStr | None = None
+    # PEM file of the CA(s) that signed the brokers' certificates (a private cluster); unset:
+    # the system's trusted CAs (MSK's certificates are signed by a public CA).
+    kafka_ssl_cafile: str | None = None
     kafka_enable_idempotence: bool = True
     kafka_consumer_group: str = "order-processor"
     # The producers' batching (relay and DLQ): how long a batch may wait for more records, how
@@ -138,6 +142,7 @@ class Settings(BaseSettings):
             raise ValueError(
                 "KAFKA_TOPIC_MIN_INSYNC_REPLICAS must not exceed KAFKA_TOPIC_REPLICATION_FACTOR"
             )
+        self._check_kafka_security()
         if self.relay_publish_timeout_s * 1000 >= self.db_statement_timeout_ms * 6:
             raise ValueError(
                 "RELAY_PUBLISH_TIMEOUT_S must stay below 6 x DB_STATEMENT_TIMEOUT_MS "
@@ -146,6 +151,19 @@ class Settings(BaseSettings):
         if self.db_pool_min_size > self.db_pool_max_size:
             raise ValueError("DB_POOL_MIN_SIZE must not exceed DB_POOL_MAX_SIZE")
         return self
+
+    def _check_kafka_security(self) -> None:
+        # The password is checked where a Kafka client is built (kafka_security): `migrate`
+        # and the chart's migration hook read these settings without the Kafka secret.
+        protocol, mechanism = self.kafka_security_protocol, self.kafka_sasl_mechanism
+        sasl = protocol.startswith("SASL_")
+        if sasl and mechanism is None:
+            raise ValueError(f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_MECHANISM")
+        if mechanism is not None and not sasl:
+            raise ValueError(
+                f"KAFKA_SASL_MECHANISM={mechanism} needs KAFKA_SECURITY_PROTOCOL=SASL_SSL "
+                "(or SASL_PLAINTEXT)"
+            )
 
 
 @lru_cache(maxsize=1)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from order_service.messaging.broker_errors import BrokerErrors, kind_of
 from order_service.observability.exposition import render_metrics
 from order_service.observability.metrics import DEPENDENCY_UP
 from order_service.persistence.database import ping
@@ -29,6 +30,14 @@ Check = Callable[[], Awaitable[bool]]
 CHECK_TIMEOUT_S = 1.0
 
 
+class NotReady(Exception):
+    """A check's "not ready", with the reason `/readyz` gives for it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 def create_app(checks: Mapping[str, Check]) -> Starlette:
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -36,14 +45,16 @@ def create_app(checks: Mapping[str, Check]) -> Starlette:
     async def readyz(_: Request) -> Response:
         names = list(checks)
         results = await asyncio.gather(*(_run_check(checks[n]) for n in names))
-        for name, ok in zip(names, results, strict=True):
+        answers = dict(zip(names, results, strict=True))
+        for name, (ok, _reason) in answers.items():
             DEPENDENCY_UP.labels(dependency=name).set(int(ok))
-        status = dict(zip(names, ("ok" if ok else "unavailable" for ok in results), strict=True))
-        ready = all(results)
-        return JSONResponse(
-            {"status": "ok" if ready else "unavailable", "checks": status},
-            status_code=200 if ready else 503,
-        )
+        status = {n: "ok" if ok else "unavailable" for n, (ok, _reason) in answers.items()}
+        reasons = {n: reason for n, (_ok, reason) in answers.items() if reason}
+        ready = all(ok for ok, _reason in results)
+        body: dict[str, Any] = {"status": "ok" if ready else "unavailable", "checks": status}
+        if reasons:
+            body["reasons"] = reasons
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     async def metrics(request: Request) -> Response:
         body, content_type = render_metrics(request.headers.get("accept"))
@@ -58,12 +69,16 @@ def create_app(checks: Mapping[str, Check]) -> Starlette:
     )
 
 
-async def _run_check(check: Check) -> bool:
+async def _run_check(check: Check) -> tuple[bool, str | None]:
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_S):
-            return await check()
+            return await check(), None
+    except NotReady as exc:
+        return False, exc.reason
+    except TimeoutError:
+        return False, "timeout"
     except Exception:  # a probe that fails in any way means "not ready"
-        return False
+        return False, None
 
 
 def db_check(pool: asyncpg.Pool) -> Check:
@@ -73,18 +88,41 @@ def db_check(pool: asyncpg.Pool) -> Check:
     return check
 
 
-def kafka_check(client: Any) -> Check:
+def kafka_check(
+    client: Any, topics: Sequence[str] = (), errors: BrokerErrors | None = None
+) -> Check:
     """One metadata round-trip. `client`: a started producer or consumer (its AIOKafkaClient
-    is used), or a callable giving the current one — the relay replaces its producer."""
+    is used), or a callable giving the current one — the relay replaces its producer.
+
+    Not ready, with the reason, also when a partition of `topics` has no leader, or when a
+    broker error holds the process (`errors`: not enough in-sync replicas, the coordinator
+    moving): the broker answers, but the work cannot go through."""
 
     async def check() -> bool:
         current = client() if callable(client) else client
         if current is None:
-            return False  # between a discarded producer and its successor
-        await getattr(current, "client", current).fetch_all_metadata()
+            raise NotReady("producer_restarting")  # between a discarded one and its successor
+        try:
+            cluster = await getattr(current, "client", current).fetch_all_metadata()
+        except Exception as exc:
+            raise NotReady(_unreachable(exc)) from exc
+        for topic in topics:
+            leaderless = (cluster.partitions_for_topic(topic) or set()) - (
+                cluster.available_partitions_for_topic(topic) or set()
+            )
+            if leaderless:
+                raise NotReady(f"no_leader: {topic} partition(s) {sorted(leaderless)}")
+        held = errors.holding() if errors is not None else None
+        if held is not None:
+            raise NotReady(held)
         return True
 
     return check
+
+
+def _unreachable(exc: BaseException) -> str:
+    kind = kind_of(exc)
+    return "broker_unreachable" if kind in (None, "other") else str(kind)
 
 
 class _Server(uvicorn.Server):

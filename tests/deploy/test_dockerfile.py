@@ -4,32 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-Instruction = tuple[str, str]
-
-
-def _instructions() -> list[Instruction]:
-    text = (REPO / "Dockerfile").read_text()
-    joined = re.sub(r"\\\n", " ", text)
-    out = []
-    for line in joined.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            word, _, rest = line.partition(" ")
-            out.append((word.upper(), rest.strip()))
-    return out
-
-
-def _stages() -> list[list[Instruction]]:
-    stages: list[list[Instruction]] = []
-    for ins in _instructions():
-        if ins[0] == "FROM":
-            stages.append([])
-        if stages:
-            stages[-1].append(ins)
-    return stages
+from tests.deploy.dockerfile import REPO
+from tests.deploy.dockerfile import instructions as _instructions
+from tests.deploy.dockerfile import stages as _stages
 
 
 def test_image_is_built_in_several_stages_from_pinned_bases() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from order_service.config import Settings
+from order_service.messaging.kafka_client import client_options
 from tests.deploy.manifests import kind as _kind
 from tests.deploy.sources import CHART, REPO, Docs, values_files
 
@@ -88,6 +89,32 @@ def test_aws_values_use_msk_iam_tls_irsa_and_the_secrets_manager_dsn(
     for kind in ("HorizontalPodAutoscaler", "ServiceMonitor", "PrometheusRule", "NetworkPolicy"):
         assert _kind(docs, kind), kind
     assert len(_kind(docs, "PodDisruptionBudget")) == 3
+
+
+def test_msk_scram_values_give_every_process_the_kafka_password_from_its_secret_only(
+    rendered: dict[str, Docs],
+) -> None:
+    """Catches the password missing from a pod (tried: the env entry left out of the shared
+    helper; the api's pod then has no KAFKA_SASL_PASSWORD) or shipped in the ConfigMap."""
+    for name, docs in rendered.items():
+        (config,) = _kind(docs, "ConfigMap")
+        assert "KAFKA_SASL_PASSWORD" not in config["data"], name
+        for deployment in _kind(docs, "Deployment"):
+            (container,) = deployment["spec"]["template"]["spec"]["containers"]
+            env = {e["name"]: e.get("valueFrom") for e in container.get("env", [])}
+            if name != "msk-scram-values":
+                assert "KAFKA_SASL_PASSWORD" not in env, (name, deployment["metadata"]["name"])
+                continue
+            assert env["KAFKA_SASL_PASSWORD"] == {
+                "secretKeyRef": {"name": "order-service-kafka", "key": "KAFKA_SASL_PASSWORD"}
+            }, deployment["metadata"]["name"]
+            fields = {k.lower(): v for k, v in config["data"].items()}
+            settings = Settings.model_validate({**fields, "kafka_sasl_password": "from-secret"})
+            options = client_options(settings)
+            assert (options["security_protocol"], options["sasl_mechanism"]) == (
+                "SASL_SSL",
+                "SCRAM-SHA-512",
+            )
 
 
 def test_worker_scales_on_consumer_lag_up_to_the_partition_count(rendered: dict[str, Docs]) -> None:

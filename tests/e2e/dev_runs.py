@@ -99,6 +99,8 @@ class DevHome:
     )
     current: Terminal | None = None
     runs: int = 0
+    broker: str = "tansu"
+    start_timeout_s: float = 90
 
     @property
     def data_dir(self) -> Path:
@@ -116,6 +118,7 @@ class DevHome:
             *("--postgres-port", str(self.ports["pg"]), "--kafka-port", str(self.ports["kafka"])),
             *("--api-port", str(self.ports["api"]), "--relay-port", str(self.ports["relay"])),
             *("--worker-port", str(self.ports["worker"])),
+            *("--broker", self.broker),
         ]
 
     def launch(self, *, legacy: bool = False) -> Terminal:
@@ -129,7 +132,7 @@ class DevHome:
         """A dev run, ready on every port (its banner, printed once every /readyz answered)."""
         launched = time.monotonic()
         dev = self.launch(legacy=legacy)
-        deadline = launched + 90
+        deadline = launched + self.start_timeout_s
         while "order-service is up" not in dev.output():
             if dev.process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"dev did not come up:\n{dev.output()[-3000:]}")
@@ -158,7 +161,9 @@ class DevHome:
             dev.hang_up()
 
     def ports_free(self) -> bool:
-        return all(is_free("127.0.0.1", port) for port in self.ports.values())
+        # Apache Kafka's controller listens two ports above the broker's.
+        extra = [self.ports["kafka"] + 2] if self.broker == "kafka" else []
+        return all(is_free("127.0.0.1", port) for port in [*self.ports.values(), *extra])
 
 
 def stack_of(dev: Terminal) -> list[psutil.Process]:
@@ -177,10 +182,11 @@ def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
     return living
 
 
-def wait_all_gone(processes: list[psutil.Process], home: DevHome, since: float) -> float:
+def wait_all_gone(
+    processes: list[psutil.Process], home: DevHome, since: float, timeout_s: float = 10.0
+) -> float:
     """Seconds from `since` (monotonic) until none of `processes` runs and every port is free:
-    at most a few (AssertionError after 10)."""
-    timeout_s = 10.0
+    at most a few (AssertionError after `timeout_s`)."""
     while time.monotonic() - since < timeout_s:
         if not alive(processes) and home.ports_free():
             return time.monotonic() - since
@@ -197,7 +203,8 @@ def kill_stack(processes: list[psutil.Process]) -> None:
             process.send_signal(signal.SIGKILL)
 
 
-def places_and_confirms_an_order(api: str) -> None:
+def places_and_confirms_an_order(api: str) -> str:
+    """The seed's POST /order, then its status until CONFIRMED; returns the order id."""
     placed = httpx.post(f"{api}/order", json={"item": "book", "quantity": 2}, timeout=10)
     assert placed.status_code == 200, placed.text
     assert placed.json()["message"] == "Order placed successfully"
@@ -208,3 +215,4 @@ def places_and_confirms_an_order(api: str) -> None:
         status = httpx.get(f"{api}/orders/{order_id}", timeout=5).json()["status"]
         time.sleep(0.1)
     assert status == "CONFIRMED"
+    return str(order_id)

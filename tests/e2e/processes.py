@@ -27,7 +27,8 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
         KAFKA_ORDER_TOPIC=settings.kafka_order_topic,
         KAFKA_STATUS_TOPIC=settings.kafka_status_topic,
         KAFKA_CONSUMER_GROUP=settings.kafka_consumer_group,
-        KAFKA_ENABLE_IDEMPOTENCE="false",
+        # The production producer: make_settings turns idempotence on.
+        KAFKA_ENABLE_IDEMPOTENCE=str(settings.kafka_enable_idempotence).lower(),
         RELAY_POLL_INTERVAL_S=str(settings.relay_poll_interval_s),
         SHUTDOWN_TIMEOUT_S=str(settings.shutdown_timeout_s),
         STARTUP_TIMEOUT_S="20",

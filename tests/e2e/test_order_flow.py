@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
 import uuid
@@ -12,7 +11,7 @@ import httpx
 import orjson
 
 from order_service.config import Settings
-from tests.e2e.processes import Stack
+from tests.e2e.processes import Stack, settings_env
 from tests.kafka_reader import read_all
 
 
@@ -115,7 +114,8 @@ def test_doctor_passes_on_a_running_stack_and_fails_when_a_process_is_down(stack
         worker.url,
     ]
 
-    env = {**os.environ, "POSTGRES_DSN": stack.settings.postgres_dsn, "COLUMNS": "200"}
+    # KAFKA_BOOTSTRAP_SERVERS (and the topics) in the environment: the cluster's rows too.
+    env = {**settings_env(stack.settings), "COLUMNS": "200"}
     healthy = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
     worker.stop()
     broken = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
@@ -123,5 +123,8 @@ def test_doctor_passes_on_a_running_stack_and_fails_when_a_process_is_down(stack
     assert healthy.returncode == 0, healthy.stdout
     assert "FAIL" not in healthy.stdout and healthy.stdout.count("ok") >= 12
     assert "primary (read-write)" in healthy.stdout  # the database host and its role
+    assert "kafka broker 1" in healthy.stdout and "active controller" in healthy.stdout
+    assert f"kafka topic {stack.settings.kafka_order_topic}" in healthy.stdout
+    assert "all in sync" in healthy.stdout
     assert broken.returncode == 1
     assert "worker ready" in broken.stdout and "FAIL" in broken.stdout

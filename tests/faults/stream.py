@@ -39,6 +39,10 @@ class Outcomes:
     # Cancellations: order id → the status the cancel answered with (200, 409, ...).
     cancels: dict[str, int] = field(default_factory=dict)
     cancels_unresolved: set[str] = field(default_factory=set)  # order ids to cancel again
+    # When each key was first sent, and when its order was first answered 2xx (monotonic):
+    # A was placed before B when answered[A] < sent[B] (first come, first served).
+    sent: dict[str, float] = field(default_factory=dict)
+    answered: dict[str, float] = field(default_factory=dict)
 
     def statuses(self, since: float = 0.0, until: float = float("inf")) -> Counter[int]:
         return Counter(s for at, _, s in self.latencies if since <= at < until)
@@ -136,6 +140,7 @@ class OrderStream:
     async def post(self, key: str) -> int | None:
         out = self.outcomes
         started = time.monotonic()
+        out.sent.setdefault(key, started)
         try:
             response = await self._client.post(
                 f"{self.base_url}/orders",
@@ -156,6 +161,7 @@ class OrderStream:
         out.latencies.append((started, time.monotonic() - started, response.status_code))
         out.unknown.discard(key)
         if response.is_success:
+            out.answered.setdefault(key, time.monotonic())
             out.accepted[key] = response.json()["id"]
             out.refused.pop(key, None)
             return response.status_code

@@ -21,6 +21,7 @@ from order_service.config import Settings
 from order_service.messaging.kafka_client import create_consumer, ensure_topics
 from tests.e2e.processes import Stack
 from tests.factories import insert_order, order_created, produce_raw
+from tests.kafka_admin import set_topic_config
 from tests.kafka_reader import wait_for_records
 from tests.scrape import sample, total
 
@@ -31,6 +32,13 @@ async def test_no_record_crashes_the_worker_and_the_partition_moves_on(
     stack: Stack, settings: Settings, db: asyncpg.Connection
 ) -> None:
     await ensure_topics(settings)
+    # A topic an operator opened to larger records than the DLQ's (Kafka's default is 1 MB):
+    # what lands on it may not fit the dead-letter copy.
+    await set_topic_config(
+        settings.kafka_bootstrap_servers,
+        settings.kafka_order_topic,
+        {"max.message.bytes": "2000000"},
+    )
     order, good = await insert_order(db, settings, item="after the hostile ones")
     valid = [(k, v.encode()) for k, v in order_created(settings, order).headers.items()]
     template = order_created(settings, order)  # a fresh ce_id for each hostile record

@@ -1,10 +1,10 @@
 """G1, G3, G4, G5, G9 under load: api, two relays and two workers as OS processes, faults in
 sequence.
 
-One stack (own PostgreSQL + own Apache Kafka node, so freezing them disturbs no other test) takes a steady
-stream of orders — half of them for one stock-managed item with far less stock than demand, a
-fifth of the accepted ones cancelled a moment later, racing the worker — while the broker
-hangs, processes are SIGKILLed, PostgreSQL goes away and a third worker joins. After each
+One stack (own PostgreSQL + own Apache Kafka node, so freezing them disturbs no other test)
+takes a steady stream of orders — half of them for one stock-managed item with far less stock
+than demand, a fifth of the accepted ones cancelled a moment later, racing the worker — while
+the broker hangs, processes are SIGKILLed, PostgreSQL goes away and a third worker joins. After each
 fault: nothing is PENDING, one order per 2xx and none for a refusal, each order's event applied
 once (one inbox row, one decision), the item's units conserved (available + confirmed = the
 stock set, never below zero). At the end every event is on its topic, in commit order per

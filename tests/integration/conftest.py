@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from order_service.api.app import create_app
+from order_service.bootstrap import api_app
 from order_service.config import Settings
+from order_service.devstack.kafka import KafkaBroker
+from order_service.devstack.ports import free_port
 from tests.jwt_helpers import AUDIENCE, ISSUER
 
 
 @pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
+    """An Apache Kafka node of this test's own, started, to kill, freeze and restart."""
+    broker = KafkaBroker(tmp_path / "kafka", port=free_port(), log_path=tmp_path / "kafka.log")
+    broker.start()
+    yield broker
+    broker.signal(signal.SIGCONT)
+    broker.destroy()
+
+
+@pytest.fixture
 async def app(settings: Settings) -> AsyncIterator[FastAPI]:
-    application = create_app(settings)
+    application = api_app(settings)
     async with application.router.lifespan_context(application):
         yield application
 
@@ -39,7 +53,7 @@ async def secured_client(settings: Settings, jwks_url: str) -> AsyncIterator[htt
             "auth_jwks_url": jwks_url,
         }
     )
-    application = create_app(secured)
+    application = api_app(secured)
     async with (
         application.router.lifespan_context(application),
         httpx.AsyncClient(

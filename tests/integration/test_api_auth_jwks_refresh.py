@@ -15,7 +15,7 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from order_service.api.app import create_app
+from order_service.bootstrap import api_app
 from order_service.config import Settings
 from tests.jwt_helpers import AUDIENCE, ISSUER, RawJwksServer, SigningKey, make_key, mint
 
@@ -50,7 +50,7 @@ async def make_client(settings: Settings, issuer: RawJwksServer) -> AsyncIterato
                     **overrides,
                 }
             )
-            app = create_app(secured)
+            app = api_app(secured)
             await stack.enter_async_context(app.router.lifespan_context(app))
             transport = httpx.ASGITransport(app=app)
             return await stack.enter_async_context(

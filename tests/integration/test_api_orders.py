@@ -10,7 +10,7 @@ import httpx
 import orjson
 from prometheus_client import REGISTRY
 
-from order_service.messaging.envelope import lane_of
+from order_service.persistence.outbox_message import lane_of
 
 SEED_BODY = {"item": "book", "quantity": 2}
 

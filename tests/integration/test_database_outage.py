@@ -12,7 +12,7 @@ import asyncpg
 import httpx
 import pytest
 
-from order_service.api.app import create_app
+from order_service.bootstrap import api_app
 from order_service.devstack.postgres import EmbeddedPostgres
 from tests.conftest import Infra, make_settings
 
@@ -24,7 +24,7 @@ async def outage_client(
     own_postgres: EmbeddedPostgres, infra: Infra
 ) -> AsyncIterator[httpx.AsyncClient]:
     settings = make_settings(infra, "orderdb", postgres_dsn=own_postgres.dsn())
-    app = create_app(settings)
+    app = api_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:

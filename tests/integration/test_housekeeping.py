@@ -118,3 +118,37 @@ async def test_a_pass_stops_at_its_budget_and_the_next_one_goes_on(
         await pool.close()
     assert first["inbox"] == 0
     assert second["inbox"] == 3000
+
+
+async def test_an_unpublished_event_older_than_every_retention_survives_every_pass(
+    settings: Settings, db: asyncpg.Connection
+) -> None:
+    """G3 through housekeeping: an event the broker never acknowledged is never deleted,
+    however old (a broker outage longer than the retention loses nothing). Catches the outbox
+    clean-up choosing rows by `coalesce(published_at, created_at) < now() - …` (or any age
+    that is not the publication's) — seen failing on that variant: the unpublished row went
+    in the first pass with its published neighbour."""
+    longest = max(
+        settings.outbox_retention_hours,
+        settings.idempotency_ttl_hours,
+        settings.inbox_retention_hours,
+    )
+    await db.execute(
+        """
+        INSERT INTO outbox (event_id, aggregate_id, topic, message_key, payload, headers, lane,
+                            created_at, published_at)
+        VALUES (gen_random_uuid(), gen_random_uuid(), 't', 'never-published', '\\x00', '{}', 0,
+                now() - make_interval(hours => $1), NULL),
+               (gen_random_uuid(), gen_random_uuid(), 't', 'published', '\\x00', '{}', 0,
+                now() - make_interval(hours => $1), now() - make_interval(hours => $1))
+        """,
+        longest * 10,
+    )
+    pool = await create_pool(settings)
+    try:
+        passes = [await Housekeeping(settings, pool).delete_expired() for _ in range(3)]
+    finally:
+        await pool.close()
+    assert [p["outbox"] for p in passes] == [1, 0, 0]  # the passes ran, and deleted
+    left = await db.fetch("SELECT message_key, published_at FROM outbox")
+    assert [(r["message_key"], r["published_at"]) for r in left] == [("never-published", None)]

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from order_service.api.app import create_app
+from order_service.bootstrap import api_app
 from order_service.config import Settings
 
 BODY = {"item": "book", "quantity": 2}
@@ -203,7 +203,7 @@ async def test_fifty_concurrent_duplicates_across_two_api_instances_make_one_ord
     Seen failing on a broken variant of `persistence.order_batch` (restored afterwards): keys
     not consulted (`accepted` = every request) — two orders created, one per instance.
     """
-    apps = [create_app(settings), create_app(settings)]
+    apps = [api_app(settings), api_app(settings)]
     async with apps[0].router.lifespan_context(apps[0]), apps[1].router.lifespan_context(apps[1]):
         clients = [
             httpx.AsyncClient(transport=httpx.ASGITransport(app=a), base_url="http://t")

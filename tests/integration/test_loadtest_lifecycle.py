@@ -18,7 +18,7 @@ import pytest
 import uvicorn
 from rich.console import Console
 
-from order_service.api.app import create_app
+from order_service.bootstrap import api_app
 from order_service.config import Settings
 from order_service.devstack.ports import free_port
 from order_service.loadtest.command import EXIT_LOST, execute, exit_code
@@ -54,7 +54,7 @@ class _QuietServer(uvicorn.Server):
 async def serving_api(settings: Settings) -> AsyncIterator[str]:
     port = free_port()
     config = uvicorn.Config(
-        create_app(settings),
+        api_app(settings),
         host="127.0.0.1",
         port=port,
         lifespan="on",

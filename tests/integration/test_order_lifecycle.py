@@ -203,3 +203,32 @@ async def test_status_events_carry_the_orders_trace_on_without_an_exporter(
     trace_id = TRACEPARENT.split("-")[1]
     assert created[0].headers["traceparent"].split("-")[1] == trace_id
     assert status[0].headers["traceparent"].split("-")[1] == trace_id
+
+
+async def test_a_cancellation_passes_on_a_valid_trace_context_only_without_an_exporter(
+    client: httpx.AsyncClient, db: asyncpg.Connection
+) -> None:
+    """Issue 20.4 without an exporter: the cancel's `order.cancelled` row keeps the client's
+    valid `traceparent` (a traced gateway's trace goes on, as for placing), and stores none of
+    a malformed one nor an oversized `tracestate`.
+
+    Seen failing on landed main, which stored the request's headers as they came: the
+    malformed `traceparent` (523 bytes) and the 4,000-byte `tracestate` were in the row."""
+    sent = {
+        "valid": {"traceparent": TRACEPARENT},
+        "malformed": {
+            "traceparent": "00-not-a-trace-context-" + "x" * 500,
+            "tracestate": "y" * 4000,
+        },
+    }
+    stored: dict[str, dict[str, str]] = {}
+    for case, headers in sent.items():
+        order = (await client.post("/orders", json={"item": "traced", "quantity": 1})).json()
+        assert (await client.post(f"/orders/{order['id']}/cancel", headers=headers)).is_success
+        row = await db.fetchval(
+            "SELECT headers FROM outbox "
+            "WHERE aggregate_id = $1 AND headers->>'ce_type' = 'order.cancelled'",
+            order["id"],
+        )
+        stored[case] = {k: v for k, v in orjson.loads(row).items() if k.startswith("trace")}
+    assert stored == {"valid": {"traceparent": TRACEPARENT}, "malformed": {}}

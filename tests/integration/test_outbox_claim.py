@@ -7,7 +7,7 @@ import asyncpg
 import orjson
 import pytest
 
-from order_service.messaging.envelope import OUTBOX_LANES
+from order_service.persistence.outbox_message import OUTBOX_LANES
 from order_service.messaging.outbox_store import _CLAIM_ROWS, claim_batch
 
 pytestmark = pytest.mark.integration

@@ -8,30 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
 from order_service.devstack.kafka import KafkaBroker
-from order_service.devstack.ports import free_port
 from order_service.messaging.relay import run_relay
 from tests.conftest import Infra, make_settings
 from tests.factories import Background, insert_orders
 from tests.kafka_reader import read_all
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[KafkaBroker]:
-    broker = KafkaBroker(tmp_path / "kafka", port=free_port(), log_path=tmp_path / "kafka.log")
-    broker.start()
-    yield broker
-    broker.signal(signal.SIGCONT)
-    broker.destroy()
 
 
 def replaced() -> float:

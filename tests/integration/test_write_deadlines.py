@@ -18,7 +18,7 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from order_service.api.app import create_app
+from order_service.bootstrap import api_app
 from order_service.config import Settings
 from order_service.domain.errors import NotWritten
 from order_service.persistence.database import create_pool
@@ -46,7 +46,7 @@ async def slow_down(db: asyncpg.Connection, seconds: float) -> None:
 
 
 async def client_for(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
+    app = api_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=30) as c:

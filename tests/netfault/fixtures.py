@@ -19,6 +19,7 @@ from order_service.config import Settings
 from order_service.persistence.migrate import upgrade_to_head
 from tests.conftest import Infra, make_settings
 from tests.netfault.failover import FailoverPair, start_failover_pair
+from tests.netfault.kafka_cluster import KafkaCluster
 from tests.netfault.leftovers import sweep_leftovers
 from tests.netfault.namespaces import NetLab
 from tests.netfault.proxy import DelayProxy
@@ -92,6 +93,29 @@ def netns_broker(netlab: NetLab, tmp_path: Path) -> Iterator[NetBroker]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture(scope="module")
+def kafka_cluster(
+    netfault_host: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KafkaCluster]:
+    """Three Apache Kafka nodes (broker + controller each, one quorum) in three namespaces of
+    a lab of their own, for a whole test module: starting them costs tens of seconds. See
+    KafkaCluster for the settings that make faults quick. The nodes' logs are in the
+    module's tmp dir (kafka-N.log); the JVMs are killed and the lab removed afterwards."""
+    with rig_failures():
+        lab = NetLab()
+    try:
+        with rig_failures():
+            cluster = KafkaCluster(lab, tmp_path_factory.mktemp("kafka-cluster"))
+        try:
+            with rig_failures():
+                cluster.start_all()
+            yield cluster
+        finally:
+            cluster.stop()
+    finally:
+        lab.close()
 
 
 @pytest.fixture

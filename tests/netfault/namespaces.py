@@ -62,6 +62,19 @@ class Namespace:
         reject = ["-j", "REJECT", "--reject-with", "tcp-reset"]
         self._set(f"port {port}", [["INPUT", "-p", "tcp", "--dport", str(port), *reject]])
 
+    def cut(self, port: int) -> None:
+        """`refuse`, both ways: TCP to `port` here, and from here to `port` anywhere, is reset.
+        For a server whose peers talk to each other on its own port (Kafka's replication
+        runs on the client listener): cut off from clients and peers, not from the rest."""
+        reject = ["-j", "REJECT", "--reject-with", "tcp-reset"]
+        self._set(
+            f"port {port}",
+            [
+                ["INPUT", "-p", "tcp", "--dport", str(port), *reject],
+                ["OUTPUT", "-p", "tcp", "--dport", str(port), *reject],
+            ],
+        )
+
     def blackhole(self, port: int) -> None:
         """Every packet to and from `port` here is dropped: connects time out and open
         connections hang (no reset, no FIN; the peer's TCP retransmits in silence)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,7 +13,6 @@ from typing import Any
 from tests.observability.prometheus_server import DEPLOY
 
 DASHBOARDS = DEPLOY / "grafana" / "dashboards"
-KAFKA_EXPORTER_METRIC = re.compile(r"\bkafka_[a-z_]+")
 
 
 @dataclass(frozen=True)
@@ -23,10 +21,6 @@ class PanelQuery:
     panel: str
     ref: str
     expr: str
-
-    @property
-    def over_kafka_exporter_metrics(self) -> bool:
-        return bool(KAFKA_EXPORTER_METRIC.search(self.expr))
 
     def __str__(self) -> str:
         return f"{self.dashboard} / {self.panel} / {self.ref}"

@@ -24,7 +24,7 @@ from referencing.jsonschema import DRAFT7
 
 from order_service.config import Settings
 from order_service.messaging.dlq import DeadLetter, dlq_headers, send_dead_letters
-from order_service.messaging.envelope import event_message
+from order_service.messaging.envelope import event_message, wire_headers
 from order_service.messaging.kafka_client import topic_plan
 from tests.factories import EVENT_CASES, consumer_record
 from tests.schema_compat import load_schemas, newest
@@ -134,7 +134,7 @@ def test_the_code_sends_each_event_as_its_message_documents(case: str) -> None:
 
     assert address == message.topic
     assert schema_files == {newest(load_schemas(ROOT / "schemas"), family).file_name}
-    validator(f"{pointer}/headers").validate(message.wire_headers(DEFAULTS.service_name))
+    validator(f"{pointer}/headers").validate(wire_headers(message, DEFAULTS.service_name))
     validator(f"{pointer}/payload/schema").validate(orjson.loads(message.payload))
 
 

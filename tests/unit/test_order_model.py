@@ -39,6 +39,16 @@ def test_a_pending_order_can_be_confirmed_rejected_or_cancelled(target: OrderSta
     assert moved.updated_at == later
 
 
+def test_a_transition_is_never_stamped_before_the_one_it_follows() -> None:
+    """Issue 20.3: a confirmation from a host whose clock runs ahead, then a cancellation with
+    this host's time. Seen failing on landed main: `updated_at` went back by a minute."""
+    ahead = datetime.now(UTC) + timedelta(minutes=1)
+    confirmed = Order.place("book", 1).confirm(reserved=False, now=ahead)
+
+    assert confirmed.cancel(now=datetime.now(UTC)).updated_at == ahead
+    assert confirmed.cancel(now=ahead + timedelta(seconds=1)).updated_at > ahead
+
+
 def test_a_confirmed_order_can_only_be_cancelled() -> None:
     confirmed = Order.place("book", 1).confirm(reserved=True)
 

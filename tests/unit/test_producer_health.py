@@ -1,11 +1,7 @@
-"""When the relay replaces its producer (issue: idempotent producer in production).
-
-Tansu refuses InitProducerId, so the idempotent producer's sequence errors cannot be provoked
-against the local broker: these cases test the decision alone, against aiokafka's own error
-classes. What the relay does with a "timeout" decision is tested against a real, frozen broker
-in tests/integration/test_relay_producer.py. Unproven here: how a real MSK/Redpanda cluster
-reports a sequence error to aiokafka 0.14 (we rely on its documented error codes 45/47/49/59
-and ProducerFenced).
+"""When the relay or the worker replaces its producer: the decision alone, on aiokafka's own
+error classes. What they do with it is tested on Apache Kafka: a "timeout" against a frozen
+broker (tests/integration/test_relay_producer.py), a real OUT_OF_ORDER_SEQUENCE_NUMBER after a
+partition had no leader (tests/cluster/test_aiokafka_sequence_gap.py).
 """
 
 from __future__ import annotations

@@ -1,25 +1,29 @@
-"""The FastAPI application factory."""
+"""The FastAPI application factory.
+
+The app does not build what it serves with: its container (pool, writer, use cases) is opened
+by whoever creates the app — `bootstrap.api_app` — so the api never imports the wiring above it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, MutableMapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, MutableMapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 
 from order_service.api.body_limit import BodyLimitMiddleware
+from order_service.api.container import ApiContainer
 from order_service.api.deadline import DeadlineMiddleware
 from order_service.api.draining import CloseWhileDraining
 from order_service.api.fast_path import OrderFastPath
 from order_service.api.problems import install_problem_handlers
 from order_service.api.routes import health, orders, stock
-from order_service.bootstrap import build_api, close_api
 from order_service.config import Settings
 from order_service.gc_tuning import freeze_startup_objects
 from order_service.observability.http_metrics import HttpMetricsMiddleware
-from order_service.observability.logging import configure_logging, get_logger
-from order_service.observability.tracing import configure_tracing, tracing_enabled
+from order_service.observability.logging import get_logger
+from order_service.observability.tracing import tracing_enabled
 
 DESCRIPTION = """
 Event-driven order service. Writes go to PostgreSQL together with an outbox row in one
@@ -37,17 +41,18 @@ def _is_probe(scope: MutableMapping[str, Any]) -> bool:
     return scope.get("path") in _PROBES
 
 
-def create_app(settings: Settings) -> FastAPI:
+OpenContainer = Callable[[Settings], AbstractAsyncContextManager[ApiContainer]]
+
+
+def create_app(settings: Settings, open_container: OpenContainer) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.container = await build_api(settings)
-        freeze_startup_objects()
-        log.info("api_started", auth_enabled=settings.auth_enabled)
-        try:
+        async with open_container(settings) as container:
+            app.state.container = container
+            freeze_startup_objects()
+            log.info("api_started", auth_enabled=settings.auth_enabled)
             yield
-        finally:
-            await close_api(app.state.container)
-            log.info("api_stopped")
+        log.info("api_stopped")  # after the container closed: the pool is gone
 
     app = FastAPI(
         # FastAPI's native OpenTelemetry: server spans when a tracer provider is installed
@@ -81,14 +86,3 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(DeadlineMiddleware, timeout_s=settings.request_timeout_s)
     app.add_middleware(CloseWhileDraining)
     return app
-
-
-def app_from_environment() -> FastAPI:
-    """uvicorn factory (`--factory`): settings are read when the server starts, not at import."""
-    from order_service.config import get_settings
-
-    settings = get_settings()
-    # Again here: each uvicorn worker process starts from nothing and needs both.
-    configure_logging(settings, "api")
-    configure_tracing(settings, "api")
-    return create_app(settings)

@@ -24,7 +24,7 @@ from pathlib import Path
 from aiokafka.client import AIOKafkaClient
 
 from order_service.devstack import netns
-from order_service.devstack.broker import BrokerStartError
+from order_service.devstack.broker import BrokerStartError, stop_process
 from order_service.devstack.kafka_runtime import KafkaRuntime, installed
 from order_service.devstack.pdeathsig import die_with_parent
 from order_service.devstack.ports import ensure_free, free_port
@@ -70,7 +70,11 @@ class KafkaBroker:
     netns: str | None = None  # start inside this network namespace (`ip netns add`)
     listeners: Sequence[Listener] = ()
     properties: Mapping[str, str] = field(default_factory=dict)
+    # SCRAM-SHA-512 users (name -> password) written into the metadata when storage is formatted
+    # (KIP-900), so a SASL listener has its users before the node first starts.
+    scram_users: Mapping[str, str] = field(default_factory=dict)
     heap_mb: int = 512
+    jvm_options: Sequence[str] = ()  # e.g. -XX:TieredStopAtLevel=1 (less JIT work at start)
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -149,6 +153,11 @@ class KafkaBroker:
                 "--config",
                 str(config),
                 "--ignore-formatted",
+                *(
+                    arg
+                    for name, password in self.scram_users.items()
+                    for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")
+                ),
                 heap_mb=128,
             ),
             capture_output=True,
@@ -169,7 +178,9 @@ class KafkaBroker:
                 ensure_free(self.host, self.port, "the Kafka broker")
             out = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
             self._process = subprocess.Popen(
-                runtime.command("kafka.Kafka", str(config), heap_mb=self.heap_mb),
+                runtime.command(
+                    "kafka.Kafka", str(config), heap_mb=self.heap_mb, jvm_options=self.jvm_options
+                ),
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -217,15 +228,7 @@ class KafkaBroker:
 
     def stop(self, timeout_s: float = 15.0) -> None:
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGCONT)
-        process.terminate()
-        try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout_s)
 
     def destroy(self) -> None:
         self.stop(timeout_s=5.0)

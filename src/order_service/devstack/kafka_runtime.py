@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +57,9 @@ class KafkaRuntime:
     def classpath(self) -> str:
         return str(self.lib / "*")
 
-    def command(self, main_class: str, *args: str, heap_mb: int = 512) -> list[str]:
+    def command(
+        self, main_class: str, *args: str, heap_mb: int = 512, jvm_options: Sequence[str] = ()
+    ) -> list[str]:
         return [
             self.java,
             f"-Xms{min(256, heap_mb)}m",
@@ -66,6 +69,7 @@ class KafkaRuntime:
             "-XX:-UsePerfData",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={LOG_CONFIG}",
+            *jvm_options,
             "-cp",
             self.classpath,
             main_class,

@@ -18,8 +18,11 @@ from pathlib import Path
 import psutil
 
 from order_service.devstack import pidfiles
+from order_service.devstack.observe import NAMES as OBSERVE_BACKENDS
 
 SERVICES = ("api", "relay", "worker")
+# `--observe`: Prometheus, Alertmanager, the exporters, the Collector, Jaeger.
+BACKENDS = OBSERVE_BACKENDS
 INFRASTRUCTURE = ("broker", "postgres")
 
 
@@ -50,7 +53,7 @@ def reclaim(base: Path, timeout_s: float = 15.0) -> list[Leftover]:
     if supervisor is not None and supervisor.pid != os.getpid() and supervisor.process():
         raise StackRunning(supervisor.pid, base)
     found: dict[int, Leftover] = {}
-    for name in (*SERVICES, *INFRASTRUCTURE):
+    for name in (*SERVICES, *BACKENDS, *INFRASTRUCTURE):
         record = pidfiles.read(run_dir, name)
         process = record.process() if record else None
         if record is not None and process is not None:
@@ -61,7 +64,7 @@ def reclaim(base: Path, timeout_s: float = 15.0) -> list[Leftover]:
     leftovers = list(found.values())
     _stop([lo for lo in leftovers if lo.name in SERVICES], timeout_s)
     _stop([lo for lo in leftovers if lo.name not in SERVICES], timeout_s)
-    for name in (*SERVICES, *INFRASTRUCTURE):
+    for name in (*SERVICES, *BACKENDS, *INFRASTRUCTURE):
         pidfiles.remove(run_dir, name)
     return leftovers
 

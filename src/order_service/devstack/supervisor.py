@@ -1,4 +1,5 @@
-"""`order-service dev`: PostgreSQL + Kafka broker + migrations + api, relay and worker.
+"""`order-service dev`: PostgreSQL + Kafka broker + migrations + api, relay and worker, and with
+`--observe` the seed's observability backends beside them (`observe.py`).
 
 Every child is ours: Ctrl-C, SIGTERM, a closed terminal's SIGHUP (or any child dying) stops
 them all and frees every port. If the supervisor itself is killed, each child gets its parent
@@ -13,22 +14,25 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rich.console import Console
 
-from order_service.devstack import pidfiles, reaper
+from order_service.devstack import observe, pidfiles, reaper
+from order_service.devstack.banner import banner
 from order_service.devstack.broker import Broker, BrokerStartError, TansuBroker
+from order_service.devstack.children import Stopped, spawn, wait_http_ok
 from order_service.devstack.kafka import KafkaBroker
 from order_service.devstack.kafka_runtime import KafkaRuntimeError
+from order_service.devstack.observe import ObservePorts, StackPorts
+from order_service.devstack.observe_tools import ToolMissing
 from order_service.devstack.pdeathsig import die_with_parent
 from order_service.devstack.ports import PortInUse, ensure_free
 from order_service.devstack.postgres import EmbeddedPostgres
 
 _console = Console(stderr=True)
+_CLI = (sys.executable, "-m", "order_service")
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -36,33 +40,10 @@ class DevStackError(RuntimeError):
     pass
 
 
-class _Stopped(Exception):
-    """A stop signal arrived while the stack was still starting."""
-
-
 def _say(message: str) -> None:
     # After a closed terminal's SIGHUP every write to it fails (EIO); the stop must go on.
     with contextlib.suppress(OSError):
         _console.print(message, soft_wrap=True)  # the banner keeps its own line breaks
-
-
-def _wait_http_ok(
-    url: str, timeout_s: float, process: subprocess.Popen[bytes], stopping: Callable[[], bool]
-) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return False
-        if stopping():
-            raise _Stopped
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:  # noqa: S310 - loopback
-                if response.status == 200:
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.2)
-    return False
 
 
 @dataclass
@@ -75,6 +56,8 @@ class DevStack:
     worker_port: int = 8002
     host: str = "127.0.0.1"
     broker: str = "tansu"  # or "kafka": Apache Kafka from the cached runtime
+    observe: bool = False
+    observe_ports: ObservePorts = field(default_factory=ObservePorts)
     _children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _stopping: bool = False
 
@@ -87,18 +70,36 @@ class DevStack:
         return self._base / "run"  # a pid record per process (pidfiles.py)
 
     def _check_ports(self) -> None:
-        for what, port in (
+        wanted = [
             ("PostgreSQL", self.postgres_port),
             ("the Kafka broker", self.kafka_port),
-            *((("Kafka's controller", self.kafka_port + 1),) if self.broker == "kafka" else ()),
+            *(
+                (("Kafka's controller", self.kafka_controller_port),)
+                if self.broker == "kafka"
+                else ()
+            ),
             ("the api", self.api_port),
             ("the relay", self.relay_port),
             ("the worker", self.worker_port),
-        ):
+        ]
+        if self.observe:
+            wanted += [
+                (name.replace("_", " "), port) for name, port in asdict(self.observe_ports).items()
+            ]
+        taken: dict[int, str] = {}
+        for what, port in wanted:
+            if port in taken:
+                raise DevStackError(f"port {port} is given to both {taken[port]} and {what}")
+            taken[port] = what
             try:
                 ensure_free(self.host, port, what)
             except PortInUse as exc:
                 raise DevStackError(str(exc)) from None
+
+    @property
+    def kafka_controller_port(self) -> int:
+        # Two above the broker's: 9094 by default, clear of Alertmanager's 9093 (make observe).
+        return self.kafka_port + 2
 
     def _make_broker(self, base: Path) -> Broker:
         if self.broker == "tansu":
@@ -107,7 +108,7 @@ class DevStack:
             return KafkaBroker(
                 base / "kafka",  # kept, like PostgreSQL's data: topics survive a restart
                 port=self.kafka_port,
-                controller_port=self.kafka_port + 1,
+                controller_port=self.kafka_controller_port,
                 host=self.host,
                 log_path=base / "kafka.log",
             )
@@ -124,25 +125,50 @@ class DevStack:
             LOG_FORMAT=env.get("LOG_FORMAT", "console"),
             ENVIRONMENT=env.get("ENVIRONMENT", "dev"),
         )
+        if self.observe:
+            env.update(observe.tracing_env(self.host, self.observe_ports))
         return env
 
     def _spawn(self, name: str, port: int, env: dict[str, str]) -> None:
-        cli = [
-            sys.executable,
-            "-m",
-            "order_service",
-            name,
-            "--host",
-            self.host,
-            "--port",
-            str(port),
-        ]
-        # A session of its own: the terminal's signals reach only the supervisor, which stops
-        # the services in order and with SIGTERM (they drain), not all at once.
-        self._children[name] = subprocess.Popen(
-            cli, env=env, start_new_session=True, preexec_fn=die_with_parent(signal.SIGTERM)
-        )
+        cli = [*_CLI, name, "--host", self.host, "--port", str(port)]
+        self._spawn_process(name, cli, env)
+
+    def _spawn_process(
+        self, name: str, argv: list[str], env: dict[str, str], log: Path | None = None
+    ) -> None:
+        self._children[name] = spawn(argv, env, log)
         pidfiles.write(self._run_dir, name, self._children[name].pid)
+
+    def _start_backends(self, postgres: EmbeddedPostgres, broker: Broker) -> None:
+        workdir = self._base / "observe"
+        stack = StackPorts(
+            self.host,
+            self.api_port,
+            self.relay_port,
+            self.worker_port,
+            postgres.dsn(),
+            broker.bootstrap_servers,
+        )
+        env = self._env(postgres, broker)
+        try:
+            started = observe.backends(stack, self.observe_ports, workdir, env, list(_CLI))
+        except ToolMissing as exc:
+            raise DevStackError(str(exc)) from None
+        _say(f"[bold]starting the observability backends[/] (logs in {workdir})")
+        for backend in started:
+            self._spawn_process(
+                backend.name, backend.argv, backend.env, workdir / f"{backend.name}.log"
+            )
+            if not wait_http_ok(
+                backend.ready_url,
+                60,
+                self._children[backend.name],
+                lambda: self._stopping,
+                backend.ready_status,
+            ):
+                raise DevStackError(
+                    f"{backend.name} did not start (see {workdir / backend.name}.log)"
+                )
 
     def _reclaim(self) -> None:
         try:
@@ -169,7 +195,7 @@ class DevStack:
             self._start(base, postgres, broker)
             self._print_banner(postgres, broker)
             return self._watch()
-        except _Stopped:
+        except Stopped:
             return 0
         finally:
             self._stop_children()
@@ -210,12 +236,14 @@ class DevStack:
         self._check_stopping()
         if migrate.returncode != 0:
             raise DevStackError("migrations failed (see above)")
+        if self.observe:
+            self._start_backends(postgres, broker)
         ports = {"api": self.api_port, "relay": self.relay_port, "worker": self.worker_port}
         for name, port in ports.items():
             self._spawn(name, port, env)
         for name, port in ports.items():
             url = f"http://{self.host}:{port}/readyz"
-            if not _wait_http_ok(url, 60, self._children[name], lambda: self._stopping):
+            if not wait_http_ok(url, 60, self._children[name], lambda: self._stopping):
                 raise DevStackError(f"{name} did not become ready at {url}")
 
     def _on_signal(self, signum: int, _frame: object) -> None:
@@ -224,7 +252,7 @@ class DevStack:
 
     def _check_stopping(self) -> None:
         if self._stopping:
-            raise _Stopped
+            raise Stopped
 
     def _watch(self) -> int:
         while not self._stopping:
@@ -236,11 +264,18 @@ class DevStack:
         return 0
 
     def _stop_children(self) -> None:
-        for child in self._children.values():
+        # The services first: they flush their last spans to a Collector still running.
+        services = {n: c for n, c in self._children.items() if n in reaper.SERVICES}
+        backends = {n: c for n, c in self._children.items() if n not in reaper.SERVICES}
+        for group in (services, backends):
+            self._stop(group)
+
+    def _stop(self, children: dict[str, subprocess.Popen[bytes]]) -> None:
+        for child in children.values():
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 15
-        for name, child in self._children.items():
+        for name, child in children.items():
             try:
                 child.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -249,29 +284,6 @@ class DevStack:
             pidfiles.remove(self._run_dir, name)
 
     def _print_banner(self, postgres: EmbeddedPostgres, broker: Broker) -> None:
-        h = self.host
-        _say(f"""
-[bold green]order-service is up[/]
-  API          http://{h}:{self.api_port}   (docs: http://{h}:{self.api_port}/docs)
-  API metrics  http://{h}:{self.api_port}/metrics
-  relay        http://{h}:{self.relay_port}/metrics   /readyz
-  worker       http://{h}:{self.worker_port}/metrics   /readyz
-  PostgreSQL   {postgres.dsn()}
-  Kafka        {broker.bootstrap_servers}   topic orders.created
-
-Try it:
-  curl -X POST http://{h}:{self.api_port}/order \\
-    -H "Content-Type: application/json" \\
-    -d '{{"item": "book", "quantity": 2}}'
-
-The lifecycle:
-  PUT /stock/{{item}} {{"available": N}}   makes an item stock-managed: its orders are
-                                     CONFIRMED while units last, then REJECTED out_of_stock
-  POST /orders/{{id}}/cancel           CANCELLED; a confirmed order's units go back
-  .venv/bin/order-service events     the status events on orders.status, as they happened
-  .venv/bin/order-service doctor     checks the whole stack
-
-Traces: run an OpenTelemetry Collector (deploy/otel/otel-collector-config.yaml)
-and start with OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 to export spans.
-Ctrl-C stops everything.
-""")
+        ports = (self.api_port, self.relay_port, self.worker_port)
+        observed = (self.observe_ports, self._base / "observe") if self.observe else None
+        _say(banner(self.host, ports, postgres.dsn(), broker.bootstrap_servers, observed))

@@ -3,8 +3,9 @@
 `settle` is what the worker does with the orders of one batch: each still-PENDING order of a
 stock-managed item is confirmed if its quantity is available (the units are reserved), else
 rejected `out_of_stock`; an order of an item without stock is confirmed. Orders are taken in the
-order given (the batch's offset order), so several orders of one hot item in one batch share
-its stock first come, first served — in one transaction, not one transaction per order.
+order given — the worker gives them in placement order (persistence.order_settlement) — so
+several orders of one hot item share its stock first come, first served, in one transaction,
+not one transaction per order.
 `cancel` is what the api does on POST /orders/{id}/cancel.
 """
 

@@ -79,9 +79,11 @@ class Order:
         return cls(new_order_id(), item, quantity, OrderStatus.PENDING, at, at, owner=owner)
 
     def transition(self, target: OrderStatus, *, now: datetime | None = None) -> Order:
+        """`updated_at` never goes back: a transition's time is no earlier than the one it
+        follows, also when that one came from a host whose clock runs ahead."""
         if not can_transition(self.status, target):
             raise InvalidTransition(self.status, target)
-        return replace(self, status=target, updated_at=now or utcnow())
+        return replace(self, status=target, updated_at=max(now or utcnow(), self.updated_at))
 
     def confirm(self, *, reserved: bool, now: datetime | None = None) -> Order:
         return replace(self.transition(OrderStatus.CONFIRMED, now=now), reserved=reserved)

@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaError
 from order_service.config import Settings
 from order_service.messaging.kafka_client import create_consumer, is_retriable
 from order_service.messaging.lifecycle import prepare_topics, start_producer, stop_quietly
+from order_service.messaging.producer_health import fatal_for_the_producer
 from order_service.observability.logging import get_logger
 from order_service.observability.metrics import DLQ_DROPPED, DLQ_TRIMMED
 
@@ -74,7 +75,9 @@ async def send_dead_letters(
     neither key nor value (aiokafka refuses those) — is dead-lettered trimmed: its headers and
     the `dlq.original.*` reference to its offset, without the value. One that cannot be sent
     even so is logged with its offset and skipped: the partition must move on. Retriable
-    errors (the broker is away) propagate, and the caller retries the whole batch.
+    errors (the broker is away) propagate, and the caller retries the whole batch; so do
+    errors fatal for the producer's id (a sequence gap): they say nothing about the record,
+    and the caller retries with a new producer.
     """
     pending = []
     for letter in letters:
@@ -88,7 +91,7 @@ async def send_dead_letters(
         try:
             await delivery
         except KafkaError as exc:
-            if is_retriable(exc):
+            if _not_the_record(exc):
                 raise
             await _send_trimmed(producer, topic, letter, repr(exc))
 
@@ -111,7 +114,7 @@ async def _send(
         )
         return delivery
     except KafkaError as exc:
-        if is_retriable(exc) or trimmed:
+        if _not_the_record(exc) or trimmed:
             raise
         await _send_trimmed(producer, topic, letter, repr(exc))
         return None
@@ -134,7 +137,7 @@ async def _send_trimmed(
             await delivery
         DLQ_TRIMMED.inc()
     except KafkaError as exc:
-        if is_retriable(exc):
+        if _not_the_record(exc):
             raise
         DLQ_DROPPED.inc()
         log.error(
@@ -145,6 +148,11 @@ async def _send_trimmed(
             offset=letter.record.offset,
             reason=letter.reason,
         )
+
+
+def _not_the_record(exc: KafkaError) -> bool:
+    """The broker is away, or the producer can no longer send anything: the record is fine."""
+    return is_retriable(exc) or fatal_for_the_producer(exc)
 
 
 async def replay_dlq(settings: Settings, *, limit: int | None = None, dry_run: bool = False) -> int:

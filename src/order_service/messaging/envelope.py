@@ -9,9 +9,7 @@ smaller, in its insert and in every copy (bench/results.md).
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Protocol
 from uuid import UUID
 
@@ -19,9 +17,8 @@ import orjson
 
 from order_service.domain.events import EVENT_SPEC_VERSION, OrderCreated, SchemaVersion
 from order_service.domain.order import Order
+from order_service.persistence.outbox_message import OutboxMessage, lane_of
 
-# Fixed forever: an order's lane must not move, or two relays could reorder its events (G4).
-OUTBOX_LANES = 64
 CONTENT_TYPE = "application/json"
 TRACE_HEADERS = ("traceparent", "tracestate")
 
@@ -41,23 +38,9 @@ class Event(Protocol):
     def payload(self) -> dict[str, object]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxMessage:
-    event_id: str
-    aggregate_id: str
-    topic: str
-    key: str
-    payload: bytes
-    headers: dict[str, str]  # as stored: the attributes that vary by event
-    lane: int
-
-    def wire_headers(self, source: str) -> dict[str, str]:
-        """The headers the relay sends for this message."""
-        return cloud_event_headers(self.headers, key=self.key, source=source)
-
-
-def lane_of(key: str) -> int:
-    return zlib.crc32(key.encode()) % OUTBOX_LANES
+def wire_headers(message: OutboxMessage, source: str) -> dict[str, str]:
+    """The headers the relay sends for this message."""
+    return cloud_event_headers(message.headers, key=message.key, source=source)
 
 
 def event_message(

@@ -1,14 +1,12 @@
-"""Kafka client construction from Settings: security (TLS, SASL, AWS MSK IAM), producers, topics."""
+"""Kafka clients from Settings: producers, consumers, topics (TLS and SASL: kafka_security)."""
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.abc import AbstractTokenProvider
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     InvalidReplicationFactorError,
@@ -20,23 +18,7 @@ from aiokafka.errors import (
 )
 
 from order_service.config import Settings
-
-
-class MskIamTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
-    """SASL/OAUTHBEARER tokens signed with the pod's IAM role (IRSA) for Amazon MSK."""
-
-    def __init__(self, region: str) -> None:
-        self._region = region
-
-    async def token(self) -> str:
-        import asyncio
-
-        from aws_msk_iam_sasl_signer import MSKAuthTokenProvider
-
-        token, _expiry_ms = await asyncio.to_thread(
-            MSKAuthTokenProvider.generate_auth_token, self._region
-        )
-        return str(token)
+from order_service.messaging.kafka_security import security_options
 
 
 def is_retriable(exc: BaseException) -> bool:
@@ -48,24 +30,11 @@ def is_retriable(exc: BaseException) -> bool:
 
 
 def client_options(settings: Settings) -> dict[str, Any]:
-    options: dict[str, Any] = {
+    return {
         "bootstrap_servers": settings.kafka_bootstrap_servers,
         "client_id": settings.service_name,
-        "security_protocol": settings.kafka_security_protocol,
+        **security_options(settings),
     }
-    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
-        options["ssl_context"] = ssl.create_default_context()
-    mechanism = settings.kafka_sasl_mechanism
-    if mechanism == "AWS_MSK_IAM":
-        if not settings.aws_region:
-            raise ValueError("KAFKA_SASL_MECHANISM=AWS_MSK_IAM needs AWS_REGION")
-        options["sasl_mechanism"] = "OAUTHBEARER"
-        options["sasl_oauth_token_provider"] = MskIamTokenProvider(settings.aws_region)
-    elif mechanism is not None:
-        options["sasl_mechanism"] = mechanism
-        options["sasl_plain_username"] = settings.kafka_sasl_username
-        options["sasl_plain_password"] = settings.kafka_sasl_password
-    return options
 
 
 def create_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:

@@ -15,9 +15,16 @@ def record_lag(
     next_offsets: dict[TopicPartition, int],
     event_times: dict[TopicPartition, datetime],
 ) -> None:
-    """`next_offsets`: the offset after the last one processed, per partition of the batch."""
+    """`next_offsets`: the offset after the last one processed, per partition of the batch.
+
+    Only for the partitions still assigned: a batch that outlived its revocation commits
+    without those that moved (their lag is their new owner's to report, and aiokafka asserts
+    on asking for it), and nothing after its commit may fail it."""
     now = datetime.now(UTC)
+    held = consumer.assignment()
     for tp, position in next_offsets.items():
+        if tp not in held:
+            continue
         labels = {"topic": tp.topic, "partition": str(tp.partition)}
         highwater = consumer.highwater(tp)
         if highwater is not None:

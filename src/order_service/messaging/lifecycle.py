@@ -1,8 +1,6 @@
-"""Life cycle of the relay and the worker: reach PostgreSQL and Kafka with backoff, or fail clearly;
-wait without missing a stop; close within the shutdown budget.
-
-Each dependency gets `startup_timeout_s`; after that one `ServiceUnavailable` names it (and never
-the DSN's password), which the CLI prints as its one line before exiting non-zero.
+"""Life cycle of the relay and the worker: reach Kafka with backoff, or fail clearly (their
+PostgreSQL pool comes from persistence.database.open_pool, the same way); wait without missing a
+stop; close within the shutdown budget.
 """
 
 from __future__ import annotations
@@ -12,66 +10,39 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from order_service.config import Settings
 from order_service.domain.errors import ServiceUnavailable
 from order_service.messaging.kafka_client import create_consumer, create_producer, ensure_topics
+from order_service.messaging.kafka_security import KafkaAccessRefused, refusal_explained
 from order_service.observability.logging import get_logger
-from order_service.persistence.database import create_pool
-from order_service.persistence.dsn import parse_dsn
-from order_service.retry import retry
+from order_service.startup import reach
 
 T = TypeVar("T")
 log = get_logger(__name__)
-
-
-def _retryable(exc: BaseException) -> bool:
-    # A bad setting (ValueError/TypeError) will not fix itself by waiting.
-    return not isinstance(exc, ValueError | TypeError)
-
-
-async def _with_backoff(settings: Settings, what: str, operation: Callable[[], Awaitable[T]]) -> T:
-    def on_retry(exc: BaseException, delay: float) -> None:
-        log.warning(
-            "startup_dependency_unavailable",
-            dependency=what,
-            error=repr(exc),
-            retry_in_s=round(delay, 2),
-        )
-
-    try:
-        return await retry(
-            operation,
-            retry_on=_retryable,
-            initial_s=settings.retry_initial_backoff_s,
-            max_s=settings.retry_max_backoff_s,
-            deadline_s=settings.startup_timeout_s,
-            on_retry=on_retry,
-        )
-    except Exception as exc:
-        raise ServiceUnavailable(
-            f"{what} unreachable after {settings.startup_timeout_s:g}s: {exc or type(exc).__name__}"
-        ) from exc
-
-
-def postgres_name(settings: Settings) -> str:
-    return f"PostgreSQL at {parse_dsn(settings.postgres_dsn).describe()}"
 
 
 def kafka_name(settings: Settings) -> str:
     return f"Kafka at {settings.kafka_bootstrap_servers}"
 
 
-async def open_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:
-    return await _with_backoff(
-        settings, postgres_name(settings), lambda: create_pool(settings, **overrides)
-    )
+async def _kafka_with_backoff(settings: Settings, operation: Callable[[], Awaitable[T]]) -> T:
+    async def attempt() -> T:
+        async with refusal_explained(settings):  # a refused login or certificate: at once
+            result = await operation()
+        return result
+
+    try:
+        return await reach(settings, kafka_name(settings), attempt)
+    except ServiceUnavailable as exc:
+        if isinstance(exc.__cause__, KafkaAccessRefused):  # names the server and the setting
+            raise ServiceUnavailable(str(exc.__cause__)) from exc.__cause__
+        raise
 
 
 async def prepare_topics(settings: Settings) -> None:
-    await _with_backoff(settings, kafka_name(settings), lambda: ensure_topics(settings))
+    await _kafka_with_backoff(settings, lambda: ensure_topics(settings))
 
 
 async def start_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
@@ -84,7 +55,7 @@ async def start_producer(settings: Settings, **overrides: Any) -> AIOKafkaProduc
             raise
         return producer
 
-    return await _with_backoff(settings, kafka_name(settings), attempt)
+    return await _kafka_with_backoff(settings, attempt)
 
 
 async def start_consumer(
@@ -100,7 +71,7 @@ async def start_consumer(
             raise
         return consumer
 
-    return await _with_backoff(settings, kafka_name(settings), attempt)
+    return await _kafka_with_backoff(settings, attempt)
 
 
 async def stop_quietly(what: str, closing: Awaitable[Any], timeout_s: float) -> None:

@@ -1,8 +1,9 @@
 """The relay's SQL: claim unpublished outbox rows by lane, mark them, keep the table small.
 
-A lane (all events of one key, see envelope.lane_of) is held by one relay transaction at a time
-through a transaction-scoped advisory lock, so events of one order are published in id order even
-when several relays run (G4). `FOR UPDATE SKIP LOCKED` lets relays skip each other's rows (G3).
+A lane (all events of one key, see persistence.outbox_message.lane_of) is held by one relay
+transaction at a time through a transaction-scoped advisory lock, so events of one order are
+published in id order even when several relays run (G4). `FOR UPDATE SKIP LOCKED` lets relays
+skip each other's rows (G3).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import datetime
 import asyncpg
 import orjson
 
-from order_service.messaging.envelope import OUTBOX_LANES
+from order_service.persistence.outbox_message import OUTBOX_LANES
 
 # First key of the two-int advisory lock: namespaces our lane locks from any other advisory lock.
 LANE_LOCK_NAMESPACE = 0x0B0C

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 
+from order_service.messaging.broker_errors import BROKER_ERRORS
 from order_service.messaging.lag import forget_partitions
 from order_service.observability.logging import get_logger
 from order_service.observability.metrics import REBALANCES
@@ -34,5 +35,6 @@ class HandBack(ConsumerRebalanceListener):  # type: ignore[misc]
         log.info("worker_partitions_revoked", partitions=sorted(tp.partition for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        BROKER_ERRORS.progress()  # the group has a working coordinator again
         REBALANCES.labels(change="assigned").inc()
         log.info("worker_partitions_assigned", partitions=sorted(tp.partition for tp in assigned))

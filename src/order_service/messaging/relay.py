@@ -20,13 +20,13 @@ from opentelemetry.trace import Span
 from order_service.config import Settings
 from order_service.domain.events import StatusEventType
 from order_service.messaging.batch_send import OutgoingMessage, send_in_batches
+from order_service.messaging.broker_errors import BROKER_ERRORS, watch_aiokafka
 from order_service.messaging.envelope import cloud_event_headers
 from order_service.messaging.housekeeping import Housekeeping
 from order_service.messaging.kafka_client import create_producer
 from order_service.messaging.kafka_tracing import end_spans, start_publish_span
 from order_service.messaging.lifecycle import (
     ShutdownClock,
-    open_pool,
     prepare_topics,
     start_producer,
     stop_quietly,
@@ -35,7 +35,7 @@ from order_service.messaging.lifecycle import (
 )
 from order_service.messaging.outbox_listener import OutboxListener
 from order_service.messaging.outbox_store import ClaimedRow, claim_batch, mark_published
-from order_service.messaging.producer_health import discard_producer, replacement_reason
+from order_service.messaging.producer_health import ProducerSlot, replacement_reason
 from order_service.observability.exemplars import traceparent_exemplar
 from order_service.observability.logging import get_logger
 from order_service.observability.metrics import (
@@ -46,6 +46,7 @@ from order_service.observability.metrics import (
     PRODUCER_RECREATED,
     STATUS_EVENTS_PUBLISHED,
 )
+from order_service.persistence.database import open_pool
 from order_service.retry import backoff_delays
 from order_service.service_http import db_check, kafka_check, serve_http
 
@@ -72,12 +73,17 @@ class Relay:
     ) -> None:
         self._settings = settings
         self._pool = pool
-        self._producer = producer
-        self._new_producer = new_producer or (lambda: create_producer(settings))
-        self.wake = asyncio.Event()
         # Bounded so the claiming transaction never outlives idle_in_transaction_session_timeout,
         # and so a wedged producer costs one timeout, not a stalled relay.
         self._publish_timeout_s = settings.relay_publish_timeout_s
+        self._producers = ProducerSlot(
+            new_producer or (lambda: create_producer(settings)),
+            start_timeout_s=self._publish_timeout_s,
+            replaced=PRODUCER_RECREATED,
+            owner="relay",
+            producer=producer,
+        )
+        self.wake = asyncio.Event()
         # Bounds the wait for a connection and its release: a hung database costs a timeout.
         self._acquire_timeout_s = settings.db_connect_timeout_s
         self._housekeeping = Housekeeping(settings, pool)
@@ -85,7 +91,12 @@ class Relay:
 
     @property
     def producer(self) -> AIOKafkaProducer | None:
-        return self._producer
+        return self._producers.current
+
+    async def close_producer(self, timeout_s: float) -> None:
+        """Abandon the producer: an unacknowledged batch belongs to a claim that was rolled
+        back, and a `stop()` would wait for it as long as the broker refuses it (#1018)."""
+        await self._producers.close(timeout_s)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Drain until `stop`; the batch in flight when `stop` is set is finished, never cut."""
@@ -99,7 +110,7 @@ class Relay:
                     OUTBOX_PUBLISH_FAILURES.inc()
                     reason = replacement_reason(exc)
                     if reason is not None:
-                        await self._drop_producer(reason)
+                        await self._producers.replace(reason)
                 delay = next(delays)
                 log.warning("relay_batch_failed", error=repr(exc), retry_in_s=round(delay, 2))
                 await wait_any(stop, timeout_s=delay)
@@ -113,31 +124,9 @@ class Relay:
             self._settings.retry_initial_backoff_s, self._settings.retry_max_backoff_s
         )
 
-    async def _drop_producer(self, reason: str) -> None:
-        """No abandoned batch may go on retrying behind our back: a new producer next time."""
-        producer, self._producer = self._producer, None
-        PRODUCER_RECREATED.labels(reason=reason).inc()
-        log.warning("relay_producer_replaced", reason=reason)
-        if producer is not None:
-            await discard_producer(producer, timeout_s=self._publish_timeout_s)
-
-    async def _ready_producer(self) -> AIOKafkaProducer:
-        """The producer, started; a new one after a replacement (before any row is claimed)."""
-        if self._producer is not None:
-            return self._producer
-        producer = self._new_producer()
-        try:
-            async with asyncio.timeout(self._publish_timeout_s):
-                await producer.start()
-        except BaseException:
-            await discard_producer(producer, timeout_s=1.0)
-            raise
-        self._producer = producer
-        return producer
-
     async def publish_batch(self) -> int:
         """One claim → publish → mark transaction; returns the rows published (0: nothing to do)."""
-        producer = await self._ready_producer()
+        producer = await self._producers.get()
         async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn, conn.transaction():
             rows = await claim_batch(
                 conn,
@@ -148,6 +137,7 @@ class Relay:
                 return 0
             await self._publish(producer, rows)
             await mark_published(conn, [r.id for r in rows])
+        BROKER_ERRORS.progress()
         OUTBOX_PUBLISHED.inc(len(rows))
         OUTBOX_BATCH_SIZE.observe(len(rows))
         log.debug("relay_batch_published", rows=len(rows))
@@ -170,6 +160,8 @@ class Relay:
             end_spans(spans, exc)
             raise PublishFailed(f"sending {len(rows)} events failed: {exc!r}") from exc
         failures = [r for r in results if isinstance(r, BaseException)]
+        for failure in failures:
+            BROKER_ERRORS.seen_error(failure)
         if failures:
             end_spans(spans, failures[0])
             raise PublishFailed(
@@ -210,7 +202,12 @@ async def run_relay(
     clock = ShutdownClock(settings.shutdown_timeout_s)
     relay = Relay(settings, pool, producer)
     listener = OutboxListener(settings, relay.wake)
-    checks = {"postgres": db_check(pool), "kafka": kafka_check(lambda: relay.producer)}
+    watch_aiokafka()
+    topics = (settings.kafka_order_topic, settings.kafka_status_topic)
+    checks = {
+        "postgres": db_check(pool),
+        "kafka": kafka_check(lambda: relay.producer, topics, BROKER_ERRORS),
+    }
     log.info("relay_started", topic=settings.kafka_order_topic)
     try:
         async with serve_http(checks, http_host, http_port):
@@ -231,8 +228,7 @@ async def run_relay(
                     await task
     finally:
         # Nothing unacked depends on these closes: an unmarked row is simply published again.
-        if relay.producer is not None:
-            await stop_quietly("kafka producer", relay.producer.stop(), clock.remaining(0.5))
+        await relay.close_producer(clock.remaining(0.5))
         await stop_quietly("postgres pool", pool.close(), clock.remaining())
         log.info("relay_stopped")
 

@@ -12,6 +12,7 @@ import typer
 
 from order_service.cli_errors import fail, settings_or_fail
 from order_service.config import Settings
+from order_service.messaging.kafka_security import KafkaAccessRefused
 from order_service.messaging.topic_reader import (
     EventSummary,
     UnknownTopic,
@@ -46,6 +47,8 @@ def events(
         found = asyncio.run(read_topic(settings, name, key=key, limit=limit))
     except UnknownTopic as exc:
         fail(f"{exc}; check KAFKA_BOOTSTRAP_SERVERS and the topic's name")
+    except KafkaAccessRefused as exc:  # names the TLS or SASL setting to fix
+        fail(str(exc))
     except KafkaError as exc:
         fail(f"cannot read {name} from {settings.kafka_bootstrap_servers}: {exc!r}")
     if as_json:

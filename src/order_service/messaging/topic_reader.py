@@ -2,24 +2,28 @@
 the events of an order (`order.created`, then its status events) as consumers will see them.
 
 No consumer group: the partitions are assigned explicitly and nothing is committed, so reading
-never moves a service's offsets nor triggers a rebalance. Reading stops once every partition is
-past the end it had when the read began and a fetch finds nothing more.
+never moves a service's offsets nor triggers a rebalance. Reading stops once every partition has
+reached the end offset it had when the read began: a topic that keeps receiving events does not
+hold it up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import heapq
 import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from order_service.config import Settings
 from order_service.messaging.dlq import header
 from order_service.messaging.kafka_client import create_consumer
+from order_service.messaging.kafka_security import refusal_explained
 from order_service.messaging.lifecycle import stop_quietly
 
 FETCH_TIMEOUT_MS = 1000
@@ -65,9 +69,11 @@ def summarise(record: ConsumerRecord) -> EventSummary:
 
 
 def _status_of(value: bytes | None) -> str | None:
+    # orjson, as the worker reads events: past its depth limit a value is invalid JSON (a
+    # ValueError), where the standard library's parser raises RecursionError.
     try:
-        document = json.loads(value or b"")
-    except ValueError:
+        document = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
         return None
     status = document.get("status") if isinstance(document, dict) else None
     return status if isinstance(status, str) else None
@@ -102,9 +108,14 @@ async def follow_topic(
 
 
 def in_time_order(events: Sequence[EventSummary]) -> list[EventSummary]:
-    """As they happened (ce_time), ties by partition and offset. One order's events share a
-    partition and their times follow its transitions, so its events keep their offset order."""
-    return sorted(events, key=lambda e: (e.time or "", e.partition, e.offset))
+    """As they happened: each partition in offset order, the partitions merged by `ce_time`
+    (ties by partition). One order's events share a partition, and its offsets are the order
+    its transitions committed in — also where a clock put a later event's time before an
+    earlier one's."""
+    partitions: dict[int, list[EventSummary]] = {}
+    for event in sorted(events, key=lambda e: (e.partition, e.offset)):
+        partitions.setdefault(event.partition, []).append(event)
+    return list(heapq.merge(*partitions.values(), key=lambda e: e.time or ""))
 
 
 def _last(events: Sequence[EventSummary], limit: int | None) -> list[EventSummary]:
@@ -127,10 +138,15 @@ async def _reader(
     """A consumer on every partition of `topic`, at the beginning, and their end offsets."""
     consumer = create_consumer(settings, group_id=None, fetch_max_wait_ms=FETCH_TIMEOUT_MS)
     try:
-        await consumer.start()
-        if topic not in await consumer.topics():
+        async with refusal_explained(settings):  # a refused login or certificate, named
+            await consumer.start()
+        # The partitions from a metadata request of our own: `partitions_for_topic` answers
+        # from the consumer's metadata, which for one without a subscription holds no topic on
+        # Apache Kafka (Tansu sends every topic), and aiokafka's consumer has no public call.
+        metadata = await consumer._client.fetch_all_metadata()
+        partitions = metadata.partitions_for_topic(topic)
+        if not partitions:
             raise UnknownTopic(f"topic {topic} does not exist")
-        partitions = consumer.partitions_for_topic(topic) or set()
         assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(assigned)
         await consumer.seek_to_beginning(*assigned)
@@ -142,21 +158,23 @@ async def _reader(
 async def _read_until(
     consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int], key: str | None
 ) -> list[EventSummary]:
-    """Read until a fetch comes back empty with every partition at least at its end offset.
+    """Read each partition until its position reaches the end offset it had when the read
+    began; what a fetch brought beyond that is kept (the follow goes on from there).
 
-    The end offsets are only a lower bound: Tansu reports them per record batch, not per record,
-    so a reader that stopped at them would miss most of a busy topic."""
+    On Apache Kafka the end offset is the next record's offset. Tansu reports its last record
+    batch's base offset + 1, but a fetch returns whole batches: reaching it means that batch's
+    records came too, so nothing there at the start is missed on either broker."""
     events: list[EventSummary] = []
+    behind = set(ends)
     idle_rounds = 0
     while idle_rounds < IDLE_ROUNDS:
-        batch = await consumer.getmany(timeout_ms=FETCH_TIMEOUT_MS)
-        events.extend(_summaries(batch, key))
-        if batch:
-            idle_rounds = 0
-            continue
-        if all([await consumer.position(tp) >= end for tp, end in ends.items()]):
+        behind = {tp for tp in behind if await consumer.position(tp) < ends[tp]}
+        if not behind:
             break
-        idle_rounds += 1  # behind the end and nothing comes: the broker is not answering
+        batch = await consumer.getmany(*behind, timeout_ms=FETCH_TIMEOUT_MS)
+        events.extend(_summaries(batch, key))
+        # Behind the end and nothing comes: the broker is not answering.
+        idle_rounds = 0 if batch else idle_rounds + 1
     return events
 
 

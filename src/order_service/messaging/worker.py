@@ -14,18 +14,22 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from order_service.config import Settings
+from order_service.messaging.broker_errors import BROKER_ERRORS, watch_aiokafka
+from order_service.messaging.kafka_client import create_producer
 from order_service.messaging.lifecycle import (
     ShutdownClock,
-    open_pool,
     prepare_topics,
     start_consumer,
     start_producer,
     stop_quietly,
     unless_stopped,
 )
+from order_service.messaging.producer_health import ProducerSlot
 from order_service.messaging.rebalance import HandBack
 from order_service.messaging.worker_loop import Worker
 from order_service.observability.logging import get_logger
+from order_service.observability.metrics import WORKER_PRODUCER_RECREATED
+from order_service.persistence.database import open_pool
 from order_service.service_http import db_check, kafka_check, serve_http
 
 __all__ = ["Worker", "run_worker"]
@@ -48,8 +52,17 @@ async def run_worker(
         await prepare_topics(settings)
         pool = await open_pool(settings, min_size=1, max_size=2)
         stack.push_async_callback(closing("postgres pool", pool.close))
-        producer = await start_producer(settings)
-        stack.push_async_callback(closing("kafka producer", producer.stop))
+        # The dead-letter producer: replaced after an error fatal for its producer id, and
+        # abandoned at the end rather than flushed (a dead letter not yet acknowledged belongs
+        # to a batch whose offsets were not committed: the partition's next owner re-reads it).
+        producers = ProducerSlot(
+            lambda: create_producer(settings),
+            start_timeout_s=settings.relay_publish_timeout_s,
+            replaced=WORKER_PRODUCER_RECREATED,
+            owner="worker",
+            producer=await start_producer(settings),
+        )
+        stack.push_async_callback(lambda: producers.close(clock.remaining(0.5)))
         holder: list[Worker] = []
         hand_back = HandBack(
             lambda: holder[0].busy if holder else None, settings.shutdown_timeout_s
@@ -59,8 +72,14 @@ async def run_worker(
         )
         # Leaving the group hands the partitions to the other members at once (G8).
         stack.push_async_callback(closing("kafka consumer", consumer.stop))
-        holder.append(Worker(settings, pool, producer, consumer))
-        checks = {"postgres": db_check(pool), "kafka": kafka_check(producer.client)}
+        holder.append(Worker(settings, pool, producers, consumer))
+        watch_aiokafka()
+        checks = {
+            "postgres": db_check(pool),
+            "kafka": kafka_check(
+                lambda: producers.current, (settings.kafka_order_topic,), BROKER_ERRORS
+            ),
+        }
         await stack.enter_async_context(serve_http(checks, http_host, http_port))
         return holder[0]
 

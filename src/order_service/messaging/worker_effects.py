@@ -14,7 +14,7 @@ import asyncpg
 
 from order_service.domain.events import OrderStatusChanged
 from order_service.domain.order import Order, OrderStatus, utcnow
-from order_service.messaging.envelope import OutboxMessage, event_message
+from order_service.messaging.envelope import event_message
 from order_service.observability.metrics import (
     END_TO_END_LATENCY,
     ORDERS_CONFIRMED,
@@ -22,6 +22,7 @@ from order_service.observability.metrics import (
     STOCK_RESERVED_UNITS,
 )
 from order_service.persistence.order_settlement import Applied, Outcome, settle_created
+from order_service.persistence.outbox_message import OutboxMessage
 
 
 class OrderEffects:
@@ -41,20 +42,37 @@ class OrderEffects:
     ) -> dict[UUID, Applied]:
         """(event_id, order_id) in offset order; `trace_headers` by order id."""
 
-        def status_message(order: Order) -> OutboxMessage:
+        def status_message(order: Order, cause: UUID) -> OutboxMessage:
+            # An order decided ahead of its own event carries the trace of the batch's order
+            # that had it decided first: the processing that did it.
             return event_message(
                 OrderStatusChanged.of(order),
                 topic=self._topic,
                 source=self._source,
-                trace_headers=trace_headers.get(order.id, {}),
+                trace_headers=trace_headers.get(cause, {}),
             )
 
         async with self._pool.acquire(timeout=self._acquire_timeout_s) as conn:
-            return await settle_created(conn, events, status_message, now=utcnow())
+            settled = await settle_created(conn, events, status_message, now=utcnow())
+        now = datetime.now(UTC)
+        for order in settled.ahead:
+            count_decision(order, now)
+        return settled.results
+
+
+def count_decision(order: Order, now: datetime) -> None:
+    if order.status is OrderStatus.CONFIRMED:
+        ORDERS_CONFIRMED.labels(stock="reserved" if order.reserved else "unmanaged").inc()
+        if order.reserved:
+            STOCK_RESERVED_UNITS.inc(order.quantity)
+    elif order.status is OrderStatus.REJECTED and order.rejection_reason is not None:
+        ORDERS_REJECTED.labels(reason=order.rejection_reason.value).inc()
+    END_TO_END_LATENCY.observe(max(0.0, (now - order.created_at).total_seconds()))
 
 
 def account(results: Mapping[UUID, Applied]) -> tuple[int, int]:
-    """Count what the batch did; returns (applied, duplicates)."""
+    """Count what the batch did; returns (applied, duplicates). Orders decided ahead of their
+    own event were counted when decided (OrderEffects.apply): their event counts as applied."""
     now = datetime.now(UTC)
     applied = duplicates = 0
     for result in results.values():
@@ -64,14 +82,6 @@ def account(results: Mapping[UUID, Applied]) -> tuple[int, int]:
         if result.outcome is not Outcome.APPLIED:
             continue
         applied += 1
-        order = result.order
-        if order is None:
-            continue  # cancelled before the worker saw it: nothing to decide
-        if order.status is OrderStatus.CONFIRMED:
-            ORDERS_CONFIRMED.labels(stock="reserved" if order.reserved else "unmanaged").inc()
-            if order.reserved:
-                STOCK_RESERVED_UNITS.inc(order.quantity)
-        elif order.status is OrderStatus.REJECTED and order.rejection_reason is not None:
-            ORDERS_REJECTED.labels(reason=order.rejection_reason.value).inc()
-        END_TO_END_LATENCY.observe(max(0.0, (now - order.created_at).total_seconds()))
+        if result.order is not None:  # None: cancelled or decided before: nothing to count
+            count_decision(result.order, now)
     return applied, duplicates

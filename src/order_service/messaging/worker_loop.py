@@ -21,15 +21,17 @@ from typing import TypeVar
 from uuid import UUID
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from order_service.config import Settings
+from order_service.messaging.broker_errors import BROKER_ERRORS
 from order_service.messaging.dlq import DeadLetter, header, send_dead_letters
 from order_service.messaging.kafka_client import is_retriable
 from order_service.messaging.kafka_tracing import TraceOf, process_spans
 from order_service.messaging.lag import record_lag
 from order_service.messaging.lifecycle import wait_any
+from order_service.messaging.producer_health import ProducerSlot, fatal_for_the_producer
 from order_service.messaging.record_triage import Valid, triage
 from order_service.messaging.worker_effects import OrderEffects, account
 from order_service.observability.logging import get_logger
@@ -54,8 +56,15 @@ class Abandoned(Exception):
     """Stop was requested while a batch waited for a dependency: it is left uncommitted."""
 
 
+class ProducerReplaced(Exception):
+    """The dead-letter producer hit an error fatal for its producer id and was replaced: the
+    same dead letters go again, with the new one."""
+
+
 def is_dependency_down(exc: BaseException) -> bool:
     """Wait and retry the same work: never a reason to dead-letter an event."""
+    if isinstance(exc, ProducerReplaced):
+        return True
     if isinstance(exc, KafkaError):
         return is_retriable(exc)
     return is_transient(exc)
@@ -66,12 +75,12 @@ class Worker:
         self,
         settings: Settings,
         pool: asyncpg.Pool,
-        producer: AIOKafkaProducer,
+        producers: ProducerSlot,
         consumer: AIOKafkaConsumer,
     ) -> None:
         self._settings = settings
         self._pool = pool
-        self._producer = producer
+        self._producers = producers
         self._consumer = consumer
         self._effects = OrderEffects(
             pool,
@@ -136,9 +145,7 @@ class Worker:
                             record, "unknown_order", f"order {event.order_id} does not exist", 1
                         )
                     )
-            await self._when_available(
-                lambda: send_dead_letters(self._producer, self._settings.dlq_topic, dead), stop
-            )
+            await self._when_available(lambda: self._send_dead_letters(dead), stop)
             await self._commit(batch, stop)
         self._account(results, duplicates, dead, batch, valid)
 
@@ -201,6 +208,18 @@ class Worker:
                 await wait_any(stop, timeout_s=next(delays))
         raise AssertionError("unreachable")
 
+    async def _send_dead_letters(self, dead: list[DeadLetter]) -> None:
+        producer = await self._producers.get()
+        try:
+            await send_dead_letters(producer, self._settings.dlq_topic, dead)
+        except Exception as exc:
+            BROKER_ERRORS.seen_error(exc)
+            if not fatal_for_the_producer(exc):
+                raise
+            # A sequence gap (aiokafka #1017): every later send of this producer would fail.
+            await self._producers.replace("producer_id")
+            raise ProducerReplaced(repr(exc)) from exc
+
     async def _commit(self, batch: Batch, stop: asyncio.Event) -> None:
         assigned = self._consumer.assignment()
         offsets = {tp: rs[-1].offset + 1 for tp, rs in batch.items() if tp in assigned}
@@ -208,6 +227,7 @@ class Worker:
             return
         try:
             await self._when_available(lambda: self._consumer.commit(offsets), stop)
+            BROKER_ERRORS.progress()
         except (CommitFailedError, IllegalStateError) as exc:
             # The partitions went to another member: it re-reads them, the inbox absorbs it (G5).
             log.warning("worker_commit_lost_to_rebalance", error=repr(exc))
@@ -225,7 +245,8 @@ class Worker:
             except Exception as exc:
                 if not is_dependency_down(exc):
                     raise
-                reason = "broker_unavailable" if isinstance(exc, KafkaError) else "db_unavailable"
+                broker = isinstance(exc, KafkaError | ProducerReplaced)
+                reason = "broker_unavailable" if broker else "db_unavailable"
                 EVENTS_FAILED.labels(reason=reason).inc()
                 await forget_connections_after(self._pool, exc)
                 delay = next(delays)

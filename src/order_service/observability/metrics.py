@@ -100,7 +100,30 @@ OUTBOX_BATCH_SIZE = Histogram(
     buckets=(1, 10, 50, 100, 250, 500, 1000),
 )
 
+# --- relay and worker: their Kafka clients ---
+# messaging.broker_errors says which aiokafka error is which kind.
+KAFKA_ERROR_KINDS = (
+    "not_enough_replicas",
+    "no_leader",
+    "coordinator_moving",
+    "broker_unreachable",
+    "request_timeout",
+    "producer_id",
+    "rebalance",
+    "other",
+)
+KAFKA_CLIENT_ERRORS = Counter(
+    "kafka_client_errors_total",
+    "Broker errors the process's Kafka clients reported, retried ones included, by kind",
+    ["error"],
+)
+
 # --- worker ---
+WORKER_PRODUCER_RECREATED = Counter(
+    "worker_producer_recreated_total",
+    "The worker's (dead-letter) Kafka producers replaced after a fatal producer error",
+    ["reason"],
+)
 EVENTS_PROCESSED = Counter("worker_events_processed_total", "Events applied (effect committed)")
 EVENTS_DUPLICATE = Counter(
     "worker_events_duplicate_total", "Redelivered events skipped by the inbox"
@@ -150,6 +173,8 @@ END_TO_END_LATENCY = Histogram(
 # over them answers "none yet" instead of "no data", and `increase()` sees the first one.
 _KNOWN_LABELS: tuple[tuple[Counter, str, tuple[str, ...]], ...] = (
     (PRODUCER_RECREATED, "reason", ("timeout", "producer_id")),
+    (WORKER_PRODUCER_RECREATED, "reason", ("timeout", "producer_id")),
+    (KAFKA_CLIENT_ERRORS, "error", KAFKA_ERROR_KINDS),
     (HOUSEKEEPING_DELETED, "table", ("outbox", "idempotency_keys", "inbox")),
     (EVENTS_SKIPPED, "reason", ("unknown_type", "unsupported_version")),
     (REBALANCES, "change", ("assigned", "revoked")),

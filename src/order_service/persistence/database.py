@@ -19,6 +19,7 @@ from order_service.domain.errors import ServiceUnavailable
 from order_service.observability.metrics import DB_POOL_IN_USE, DB_POOL_SIZE, DB_UNAVAILABLE
 from order_service.persistence import connect as connecting
 from order_service.persistence.dsn import parse_dsn
+from order_service.startup import reach
 
 # Errors that mean "the database is not there right now", as opposed to a bad statement.
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
@@ -132,6 +133,18 @@ async def create_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:
     DB_POOL_SIZE.set_function(pool.get_size)
     DB_POOL_IN_USE.set_function(lambda: pool.get_size() - pool.get_idle_size())
     return pool
+
+
+def postgres_name(settings: Settings) -> str:
+    return f"PostgreSQL at {parse_dsn(settings.postgres_dsn).describe()}"
+
+
+async def open_pool(settings: Settings, **overrides: Any) -> asyncpg.Pool:
+    """A process's pool at start-up: retried with backoff for STARTUP_TIMEOUT_S, then one
+    ServiceUnavailable naming the database (never its password)."""
+    return await reach(
+        settings, postgres_name(settings), lambda: create_pool(settings, **overrides)
+    )
 
 
 async def connect(settings: Settings) -> asyncpg.Connection:

@@ -15,7 +15,7 @@ import asyncpg
 import orjson
 
 from order_service.domain.order import Order
-from order_service.messaging.envelope import OutboxMessage
+from order_service.persistence.outbox_message import OutboxMessage
 
 _INSERT_BATCH = """
 WITH req AS (

@@ -18,9 +18,9 @@ import orjson
 
 from order_service.domain.lifecycle import cancel
 from order_service.domain.order import Order, OrderStatus
-from order_service.messaging.envelope import OutboxMessage
 from order_service.persistence.order_batch import IdempotencyClaim, StoredResponse
 from order_service.persistence.order_rows import ORDER_COLUMNS, STOCK_COLUMNS, order_of, stock_of
+from order_service.persistence.outbox_message import OutboxMessage
 
 _STORED = """
 SELECT request_hash, order_id, status_code, response_body FROM idempotency_keys
@@ -67,7 +67,9 @@ class CancelRequest:
     owner: str | None  # None: any order (orders:admin)
     render: Render  # the reply body for the order after the change
     status_message: StatusMessage  # the `order.cancelled` outbox message for it
-    now: datetime
+    # Read once the order is locked: a cancel that waited for the worker's transaction is
+    # stamped after the confirmation it follows, not when it began waiting.
+    clock: Callable[[], datetime]
     # (principal, key) and how to make its idempotency record, when a key came with it.
     idempotency: tuple[str, str] | None = None
     claim: Callable[[Order, bytes], IdempotencyClaim] | None = None
@@ -118,7 +120,7 @@ async def _cancel_in_transaction(conn: asyncpg.Connection, request: CancelReques
             f"SELECT {STOCK_COLUMNS} FROM stock WHERE item = $1 FOR UPDATE", order.item
         )
         stock = stock_of(stock_row) if stock_row else None
-    result = cancel(order, stock, now=request.now)  # InvalidTransition for REJECTED
+    result = cancel(order, stock, now=request.clock())  # InvalidTransition for REJECTED
     if result.changed:
         message = request.status_message(result.order)
         await conn.execute(

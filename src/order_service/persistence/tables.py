@@ -54,6 +54,13 @@ class OrderRow(SQLModel, table=True):
         CheckConstraint("length(item) BETWEEN 1 AND 200", name="ck_orders_item"),
         Index("ix_orders_status_id", "status", "id"),
         Index("ix_orders_owner_id", "owner", "id"),
+        # The worker's first come, first served: an item's PENDING orders in placement order.
+        Index(
+            "ix_orders_pending_item_placed",
+            "item",
+            "placed_seq",
+            postgresql_where=text("status = 'PENDING'"),
+        ),
     )
 
     id: UUID = Field(primary_key=True)
@@ -67,6 +74,12 @@ class OrderRow(SQLModel, table=True):
     owner: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = _ts()
     updated_at: datetime = _ts()
+    # The order's place in line, from a sequence (CACHE 1) at insert: one committed before
+    # another was sent has the smaller number. NULL for orders placed before 0005 (earlier).
+    placed_seq: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger, server_default=text("nextval('orders_placed_seq')")),
+    )
 
 
 class StockRow(SQLModel, table=True):
@@ -111,7 +124,7 @@ class OutboxRow(SQLModel, table=True):
             postgresql_where=text("published_at IS NULL"),
         ),
         Index("ix_outbox_published_at", "published_at"),
-        # 0005: room on each page for the row's published copy (a same-page update logs less).
+        # 0006: room on each page for the row's published copy (a same-page update logs less).
         {"postgresql_with": {"fillfactor": 50}},
     )
 

@@ -10,7 +10,7 @@ cancellation was written (`not_written`) or its COMMIT's answer was lost (`unkno
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -19,8 +19,9 @@ import asyncpg
 from order_service.domain.errors import NotWritten, OrderNotFound, OutcomeUnknown
 from order_service.domain.events import OrderStatusChanged
 from order_service.domain.order import Order, utcnow
-from order_service.messaging.envelope import OutboxMessage, event_message
+from order_service.messaging.envelope import event_message
 from order_service.observability.metrics import CANCELLATIONS, DB_UNAVAILABLE
+from order_service.observability.propagation import outgoing_trace_headers
 from order_service.persistence.database import discard_connection, is_unavailable
 from order_service.persistence.order_batch import IdempotencyClaim
 from order_service.persistence.order_cancel import (
@@ -29,6 +30,7 @@ from order_service.persistence.order_cancel import (
     cancel_order,
     stored_response,
 )
+from order_service.persistence.outbox_message import OutboxMessage
 from order_service.service.idempotency import InFlightKeys, check_replay, request_fingerprint
 from order_service.service.place_order import IdempotencyContext, PlacementResult
 
@@ -59,17 +61,20 @@ class OrderCancellation:
         owner: str | None,
         render: Renderer,
         idempotency: IdempotencyContext | None,
-        trace_headers: dict[str, str],
+        trace_headers: Mapping[str, str] | None,
         deadline: float,
     ) -> PlacementResult:
+        """`trace_headers`: the request's; the event gets the trace context as placing an
+        order gives it (G7) — the api span's with an exporter, never the headers as sent."""
+        carrier = outgoing_trace_headers(trace_headers)
         fingerprint = ""
         if idempotency is not None:
             fingerprint = request_fingerprint(idempotency.method, idempotency.path, {})
             with self._in_flight.hold(idempotency.principal, idempotency.key):
                 return await self._bounded(
-                    order_id, owner, render, idempotency, fingerprint, trace_headers, deadline
+                    order_id, owner, render, idempotency, fingerprint, carrier, deadline
                 )
-        return await self._bounded(order_id, owner, render, None, "", trace_headers, deadline)
+        return await self._bounded(order_id, owner, render, None, "", carrier, deadline)
 
     async def _bounded(
         self,
@@ -121,7 +126,7 @@ class OrderCancellation:
                     owner,
                     render=lambda order: render(order)[1],
                     status_message=status_message,
-                    now=utcnow(),
+                    clock=utcnow,
                     idempotency=key,
                     claim=claim if idempotency else None,
                 ),

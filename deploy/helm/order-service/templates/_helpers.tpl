@@ -49,7 +49,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
-{{/* The env every container gets: the ConfigMap plus the DSN from the Secret. */}}
+{{/* The env every container gets: the ConfigMap, the DSN from its Secret and, for SASL
+with a password (SCRAM, PLAIN), KAFKA_SASL_PASSWORD from kafkaSasl.existingSecret. */}}
 {{- define "order-service.envFrom" -}}
 envFrom:
   - configMapRef:
@@ -60,6 +61,13 @@ env:
       secretKeyRef:
         name: {{ include "order-service.dbSecretName" . }}
         key: {{ .Values.database.secretKey }}
+  {{- with .Values.kafkaSasl.existingSecret }}
+  - name: KAFKA_SASL_PASSWORD
+    valueFrom:
+      secretKeyRef:
+        name: {{ . }}
+        key: {{ $.Values.kafkaSasl.secretKey }}
+  {{- end }}
 {{- end -}}
 
 {{/* The components that run as Deployments, with their CLI command. */}}

@@ -140,7 +140,7 @@ async def cancel_order(
         owner=principal.owner_filter,
         render=_render_cancelled,
         idempotency=idempotency,
-        trace_headers=dict(request.headers),
+        trace_headers=request.headers,
         deadline=deadline,
     )
     if result.replayed:

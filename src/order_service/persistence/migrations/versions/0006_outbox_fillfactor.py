@@ -5,8 +5,8 @@ of the whole new row (WAL per order 5.6 -> 4.1 KB measured by `python -m bench.c
 Online: a storage parameter takes a SHARE UPDATE EXCLUSIVE lock only (reads and writes go on);
 it applies to pages filled from now on, existing pages keep their rows.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-04
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
