@@ -25,12 +25,9 @@ from bench.processes import cpu_per_unit, cpu_snapshot
 from bench.stack import Context, OurStack, our_stack
 from order_service.domain.events import OrderCreated
 from order_service.domain.order import Order
-from order_service.messaging.envelope import (
-    OUTBOX_LANES,
-    cloud_event_headers,
-    order_created_message,
-)
+from order_service.messaging.envelope import cloud_event_headers, order_created_message
 from order_service.messaging.event_codec import decode
+from order_service.persistence.outbox_message import OUTBOX_LANES
 
 DEFAULT_ROWS = 100_000
 QUOTED_ROWS = 1_000_000  # what results.md quotes: `python -m bench --backlog 1000000`

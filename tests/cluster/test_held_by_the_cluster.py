@@ -24,9 +24,9 @@ from order_service.config import Settings
 from order_service.devstack.ports import free_port
 from order_service.doctor import kafka_cluster
 from order_service.domain.order import Order
-from order_service.persistence.outbox_message import OutboxMessage
 from order_service.messaging.relay import run_relay
 from order_service.messaging.worker import run_worker
+from order_service.persistence.outbox_message import OutboxMessage
 from tests.cluster.probes import ReadinessWatch, metric, unpublished, until
 from tests.cluster.trio import Trio, partition_state, wait_for_state
 from tests.conftest import Infra, make_settings

@@ -7,8 +7,8 @@ import asyncpg
 import orjson
 import pytest
 
-from order_service.persistence.outbox_message import OUTBOX_LANES
 from order_service.messaging.outbox_store import _CLAIM_ROWS, claim_batch
+from order_service.persistence.outbox_message import OUTBOX_LANES
 
 pytestmark = pytest.mark.integration
 
