@@ -159,6 +159,11 @@ class Settings(BaseSettings):
         sasl = protocol.startswith("SASL_")
         if sasl and mechanism is None:
             raise ValueError(f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_MECHANISM")
+        if mechanism == "OAUTHBEARER":  # aiokafka needs a token provider: MSK IAM's is ours
+            raise ValueError(
+                "KAFKA_SASL_MECHANISM=OAUTHBEARER has no token provider here: "
+                "KAFKA_SASL_MECHANISM=AWS_MSK_IAM signs its tokens with the pod's IAM role"
+            )
         if mechanism is not None and not sasl:
             raise ValueError(
                 f"KAFKA_SASL_MECHANISM={mechanism} needs KAFKA_SECURITY_PROTOCOL=SASL_SSL "

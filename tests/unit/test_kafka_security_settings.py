@@ -31,6 +31,8 @@ def settings(**values: Any) -> Settings:
     [
         ({"kafka_security_protocol": "SASL_SSL"}, "needs KAFKA_SASL_MECHANISM"),
         ({**SCRAM, "kafka_security_protocol": "SSL"}, "needs KAFKA_SECURITY_PROTOCOL=SASL_SSL"),
+        # aiokafka's OAUTHBEARER needs a token provider, and the only one here is MSK IAM's.
+        ({**SCRAM, "kafka_sasl_mechanism": "OAUTHBEARER"}, "KAFKA_SASL_MECHANISM=AWS_MSK_IAM"),
     ],
 )
 def test_a_security_setting_that_cannot_connect_is_refused_by_name(
