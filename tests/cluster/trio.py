@@ -22,10 +22,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient
 
 from order_service.devstack.kafka import KafkaBroker, Voter, new_cluster_id
 from order_service.devstack.ports import free_port
+from tests.kafka_admin import create_topic
 
 FAST_FENCING = {
     "broker.session.timeout.ms": "6000",
@@ -96,31 +97,6 @@ def make_trio(base: Path, properties: Mapping[str, str] | None = None) -> Trio:
     return Trio(nodes)
 
 
-async def create_topic(
-    bootstrap: str,
-    name: str,
-    *,
-    partitions: int = 1,
-    replication_factor: int = 3,
-    min_insync_replicas: int = 2,
-) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [
-                NewTopic(
-                    name,
-                    partitions,
-                    replication_factor,
-                    topic_configs={"min.insync.replicas": str(min_insync_replicas)},
-                )
-            ]
-        )
-    finally:
-        await admin.close()
-
-
 @dataclass(frozen=True)
 class PartitionState:
     leader: int
@@ -164,19 +140,6 @@ async def wait_for_state(
 
 async def create_topic_on(bootstrap: str, name: str, node_id: int) -> None:
     """One partition whose only replica is on `node_id`: offline whenever that node is down."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [
-                NewTopic(
-                    name,
-                    -1,
-                    -1,
-                    replica_assignments={0: [node_id]},
-                    topic_configs={"min.insync.replicas": "1"},
-                )
-            ]
-        )
-    finally:
-        await admin.close()
+    await create_topic(
+        bootstrap, name, replica_assignments={0: [node_id]}, configs={"min.insync.replicas": "1"}
+    )
