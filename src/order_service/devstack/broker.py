@@ -38,14 +38,12 @@ class Broker(Protocol):
     def stop(self, timeout_s: float = ...) -> None: ...
 
 
-@dataclass
-class TansuBroker:
-    port: int = 9092
-    host: str = "127.0.0.1"
-    log_path: Path | None = None
-    # Start inside this network namespace (`ip netns add`), listening on `host` there.
-    netns: str | None = None
-    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+class ListeningProcess:
+    """A broker process of ours, listening on host:port (its fields are the subclass's)."""
+
+    host: str
+    port: int
+    _process: subprocess.Popen[bytes] | None
 
     @property
     def bootstrap_servers(self) -> str:
@@ -54,6 +52,16 @@ class TansuBroker:
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
+
+
+@dataclass
+class TansuBroker(ListeningProcess):
+    port: int = 9092
+    host: str = "127.0.0.1"
+    log_path: Path | None = None
+    # Start inside this network namespace (`ip netns add`), listening on `host` there.
+    netns: str | None = None
+    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     def start(self, timeout_s: float = 20.0) -> None:
         with netns.inside(self.netns):

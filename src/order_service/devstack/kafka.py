@@ -25,7 +25,7 @@ from pathlib import Path
 from aiokafka.client import AIOKafkaClient
 
 from order_service.devstack import netns
-from order_service.devstack.broker import BrokerStartError, stop_process
+from order_service.devstack.broker import BrokerStartError, ListeningProcess, stop_process
 from order_service.devstack.kafka_runtime import KafkaRuntime, installed
 from order_service.devstack.pdeathsig import die_with_parent
 from order_service.devstack.ports import ensure_free, free_port
@@ -59,7 +59,7 @@ class Listener:
 
 
 @dataclass
-class KafkaBroker:
+class KafkaBroker(ListeningProcess):
     data_dir: Path
     port: int = 9092
     host: str = "127.0.0.1"
@@ -83,14 +83,6 @@ class KafkaBroker:
             self.controller_port = free_port(self.host) if self.netns is None else 9093
         if not self.voters:
             self.voters = (Voter(self.node_id, self.host, self.controller_port),)
-
-    @property
-    def bootstrap_servers(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
 
     @property
     def running(self) -> bool:
